@@ -1,0 +1,27 @@
+# The two commands of the README's quick start, and a few helpers.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint bench clean
+
+## Install and run the service on the embedded defaults (SQLite, local disk, in-process jobs).
+run: $(VENV)/.installed
+	$(VENV)/bin/tenantry serve
+
+## Install everything and run the whole test suite (ruff, mypy, pytest on SQLite and PostgreSQL).
+test:
+	scripts/test.sh
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what it needs, starts what is
+# not running, lints, type-checks and runs pytest. `make test` and .ci/run call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+log() { printf '\n== %s\n' "$*"; }
+
+log "Python environment ($VENV)"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e '.[test]'
+
+log "Services"
+scripts/services.sh
+
+log "ruff"
+"$VENV/bin/ruff" check src tests benchmarks
+"$VENV/bin/ruff" format --check src tests benchmarks
+
+log "mypy"
+"$VENV/bin/mypy"
+
+log "pytest"
+exec "$VENV/bin/python" -m pytest "$@"

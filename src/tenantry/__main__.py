@@ -1,0 +1,3 @@
+from tenantry.cli import app
+
+app(prog_name="tenantry")

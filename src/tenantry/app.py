@@ -1,0 +1,103 @@
+"""create_app(): builds every service once (in the lifespan) and mounts the routers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import text
+
+from tenantry import db as database
+from tenantry import health_routes, keys_routes
+from tenantry.auth import FailedAuthLimiter, KeyStore, load_or_create_secret
+from tenantry.container import Services
+from tenantry.errors import install_error_handlers
+from tenantry.health import HealthChecks
+from tenantry.metrics import Metrics, MetricsMiddleware
+from tenantry.settings import Settings, load_settings
+
+log = logging.getLogger("tenantry")
+
+
+def _secret(settings: Settings, value: Any, filename: str, label: str) -> str:
+    """A configured secret, or one generated once into the data directory."""
+    if value is not None:
+        return str(value.get_secret_value())
+    secret, created = load_or_create_secret(settings.data_dir / filename)
+    if created and label:
+        # Printed once, on the run that generated it; afterwards it is only in the file.
+        print(f"Generated {label}: {secret}\n(stored in {settings.data_dir / filename})")
+    return secret
+
+
+async def build_services(
+    settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None
+) -> Services:
+    url = settings.effective_database_url
+    if settings.auto_migrate:
+        await asyncio.to_thread(database.upgrade, url)
+    db = database.Database(url)
+    stack.push_async_callback(db.dispose)
+
+    redis: Redis | None = None
+    if settings.effective_redis_url:
+        redis = Redis.from_url(settings.effective_redis_url)
+        stack.push_async_callback(redis.aclose)
+
+    admin_token = _secret(settings, settings.admin_token, "admin-token", "admin key")
+    secret_key = _secret(settings, settings.secret_key, "secret-key", "")
+    health = HealthChecks()
+    services = Services(
+        settings=settings,
+        db=db,
+        redis=redis,
+        keys=KeyStore(db, admin_token),
+        health=health,
+        metrics=metrics or Metrics(),
+        auth_limiter=FailedAuthLimiter(),
+        secret_key=secret_key,
+        extras={},
+    )
+    health.register("database", lambda: _check_database(db))
+    if redis is not None:
+        health.register("redis", lambda: _check_redis(redis))
+    return services
+
+
+async def _check_database(db: database.Database) -> dict[str, Any]:
+    async with db.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return {"dialect": db.dialect}
+
+
+async def _check_redis(redis: Redis) -> dict[str, Any]:
+    await redis.ping()  # type: ignore[misc]  # redis-py types ping as sync|async
+    return {}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            app.state.services = await build_services(settings, stack, metrics)
+            yield
+
+    app = FastAPI(
+        title="Tenantry",
+        version="0.1.0",
+        description="Storage, jobs, query insight and resilience for multi-tenant backends.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.include_router(health_routes.router)
+    app.include_router(keys_routes.router)
+    return app

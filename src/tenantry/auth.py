@@ -1,0 +1,204 @@
+"""API keys, the caller's identity, and the company a request may reach.
+
+Two kinds of key travel in `Authorization: Bearer <key>`:
+- the admin key (`TENANTRY_ADMIN_TOKEN`, or one generated into the data directory),
+  which reaches every route and every company;
+- company keys (`tnt_<id>_<secret>`), created with `tenantry keys create`, which
+  reach only their own company's data. Only a SHA-256 digest of the secret is
+  stored: the secret is 256 random bits, so a slow password hash would add
+  latency to every request without adding safety.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from tenantry.db import ApiKey, Database, utcnow
+from tenantry.errors import Forbidden, InvalidInput, NotFound, TenantryError, Unauthorized
+
+COMPANY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_KEY_PATTERN = re.compile(r"^tnt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+
+
+def validate_company_id(company_id: str) -> str:
+    if not COMPANY_ID_PATTERN.fullmatch(company_id):
+        raise InvalidInput(
+            "companyId must be 1-64 characters: letters, digits, '_', '.', '-', "
+            "starting with a letter or digit",
+            details={"field": "companyId"},
+        )
+    return company_id
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the admin, or one company through one of its keys."""
+
+    is_admin: bool
+    company_id: str | None = None
+    key_id: str | None = None
+
+    def company_for(self, requested: str | None) -> str:
+        """The company this call acts for; a company key may only name its own."""
+        if self.is_admin:
+            if requested is None:
+                raise InvalidInput(
+                    "companyId is required with the admin key", details={"field": "companyId"}
+                )
+            return validate_company_id(requested)
+        assert self.company_id is not None
+        if requested is not None and requested != self.company_id:
+            raise Forbidden("this key belongs to another company")
+        return self.company_id
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this route needs the admin key")
+
+
+ADMIN = Principal(is_admin=True)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    id: str
+    company_id: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _info(row: ApiKey) -> KeyInfo:
+    return KeyInfo(row.id, row.company_id, row.name, row.created_at, row.revoked_at)
+
+
+class KeyStore:
+    """Creates, lists, revokes and verifies company keys, and checks the admin key."""
+
+    def __init__(self, db: Database, admin_token: str | None) -> None:
+        self._db = db
+        self._admin_digest = _digest(admin_token) if admin_token else None
+
+    async def create(self, company_id: str, name: str = "") -> tuple[str, KeyInfo]:
+        """A new key for `company_id`; the plain key is returned once and never stored."""
+        validate_company_id(company_id)
+        if len(name) > 100:
+            raise InvalidInput("name must be at most 100 characters", details={"field": "name"})
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        row = ApiKey(
+            id=key_id,
+            company_id=company_id,
+            name=name,
+            secret_hash=_digest(secret),
+            created_at=utcnow(),
+        )
+        async with self._db.session() as session:
+            session.add(row)
+        return f"tnt_{key_id}_{secret}", _info(row)
+
+    async def list(self, company_id: str | None = None) -> list[KeyInfo]:
+        query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+        if company_id is not None:
+            query = query.where(ApiKey.company_id == company_id)
+        async with self._db.session() as session:
+            return [_info(row) for row in (await session.scalars(query)).all()]
+
+    async def get(self, key_id: str) -> KeyInfo:
+        async with self._db.session() as session:
+            row = await session.get(ApiKey, key_id)
+            if row is None:
+                raise NotFound(f"no key with id {key_id!r}")
+            return _info(row)
+
+    async def revoke(self, key_id: str) -> KeyInfo:
+        async with self._db.session() as session:
+            row = await session.get(ApiKey, key_id)
+            if row is None:
+                raise NotFound(f"no key with id {key_id!r}")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _info(row)
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal behind `token`, or `Unauthorized`. Comparisons are constant-time."""
+        if self._admin_digest and hmac.compare_digest(_digest(token), self._admin_digest):
+            return ADMIN
+        match = _KEY_PATTERN.fullmatch(token)
+        if match is None:
+            raise Unauthorized("invalid API key")
+        key_id, secret = match.groups()
+        async with self._db.session() as session:
+            row = await session.get(ApiKey, key_id)
+        expected = row.secret_hash if row is not None else _digest("")
+        valid = hmac.compare_digest(_digest(secret), expected)
+        if row is None or not valid or row.revoked_at is not None:
+            raise Unauthorized("invalid API key")
+        return Principal(is_admin=False, company_id=row.company_id, key_id=row.id)
+
+
+class TooManyFailures(TenantryError):
+    status_code, code = 429, "TOO_MANY_REQUESTS"
+
+
+class FailedAuthLimiter:
+    """Caps failed authentications per client address in a sliding window.
+
+    In-process on purpose: it blunts key guessing against one server without a
+    network round trip; a fleet behind a load balancer also rate limits there.
+    """
+
+    def __init__(self, max_failures: int = 20, window_seconds: float = 60.0) -> None:
+        self.max_failures = max_failures
+        self.window = window_seconds
+        self._failures: dict[str, deque[float]] = {}
+
+    def check(self, client: str) -> None:
+        failures = self._recent(client)
+        if failures is not None and len(failures) >= self.max_failures:
+            retry = max(1, int(failures[0] + self.window - time.monotonic()) + 1)
+            raise TooManyFailures(
+                "too many failed authentications from this address; try again later",
+                headers={"Retry-After": str(retry)},
+            )
+
+    def record_failure(self, client: str) -> None:
+        if len(self._failures) > 100_000:  # bound memory under a spray of addresses
+            self._failures.clear()
+        self._failures.setdefault(client, deque()).append(time.monotonic())
+
+    def _recent(self, client: str) -> deque[float] | None:
+        failures = self._failures.get(client)
+        if failures is None:
+            return None
+        cutoff = time.monotonic() - self.window
+        while failures and failures[0] < cutoff:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+            return None
+        return failures
+
+
+def load_or_create_secret(path: Path) -> tuple[str, bool]:
+    """Read a generated secret from `path`, or create it (mode 0600). Returns (secret, created)."""
+    if path.exists():
+        return path.read_text().strip(), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+    return secret, True

@@ -1,0 +1,114 @@
+"""The command line: tenantry serve | db upgrade | keys create/list/revoke."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tenantry import db as database
+from tenantry.auth import KeyStore
+from tenantry.errors import TenantryError
+from tenantry.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Tenantry: storage, jobs, query insight and resilience for tenants.")
+db_app = typer.Typer(help="The project's own database tables.")
+keys_app = typer.Typer(help="Company API keys.")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        errors.print(f"[red]Configuration error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def run_with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
+    settings = settings_or_exit()
+    url = settings.effective_database_url
+    database.upgrade(url)
+
+    async def main() -> T:
+        db = database.Database(url)
+        try:
+            return await action(KeyStore(db, admin_token=None))
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except TenantryError as exc:
+        errors.print(f"[red]Error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the management API and the admin dashboard."""
+    import uvicorn
+
+    from tenantry.app import create_app
+
+    settings = settings_or_exit()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply the migrations of Tenantry's own tables."""
+    settings = settings_or_exit()
+    database.upgrade(settings.effective_database_url, revision)
+    console.print(f"Database upgraded to {revision}.")
+
+
+@keys_app.command("create")
+def keys_create(
+    company: Annotated[str, typer.Option(help="The company the key belongs to.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+) -> None:
+    """Create a company key. The key is printed once; only its digest is stored."""
+    plain, info = run_with_keys(lambda keys: keys.create(company, name))
+    console.print(f"Key {info.id} for company {info.company_id}:")
+    print(plain)
+
+
+@keys_app.command("list")
+def keys_list(
+    company: Annotated[str | None, typer.Option(help="Only this company's keys.")] = None,
+) -> None:
+    """List keys (never their secrets)."""
+    infos = run_with_keys(lambda keys: keys.list(company))
+    table = Table("id", "company", "name", "created", "revoked")
+    for info in infos:
+        revoked = info.revoked_at.isoformat(timespec="seconds") if info.revoked_at else ""
+        created = info.created_at.isoformat(timespec="seconds")
+        table.add_row(info.id, info.company_id, info.name, created, revoked)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key: it stops working at once."""
+    info = run_with_keys(lambda keys: keys.revoke(key_id))
+    console.print(f"Key {info.id} of company {info.company_id} revoked.")

@@ -1,0 +1,28 @@
+"""The services of one running Tenantry, built once by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tenantry.auth import FailedAuthLimiter, KeyStore
+from tenantry.db import Database
+from tenantry.health import HealthChecks
+from tenantry.metrics import Metrics
+from tenantry.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    redis: Redis | None
+    keys: KeyStore
+    health: HealthChecks
+    metrics: Metrics
+    auth_limiter: FailedAuthLimiter
+    secret_key: str
+    # Capabilities add their services here as they are built.
+    extras: dict[str, Any]

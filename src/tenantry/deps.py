@@ -1,0 +1,56 @@
+"""FastAPI dependencies shared by every router: the services and the caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from tenantry.auth import Principal
+from tenantry.container import Services
+from tenantry.context import current_company
+from tenantry.errors import Unauthorized
+
+bearer_scheme = HTTPBearer(auto_error=False, description="The admin key or a company key.")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_principal(
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    client = request.client.host if request.client else "unknown"
+    services.auth_limiter.check(client)
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        services.auth_limiter.record_failure(client)
+        raise Unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        principal = await services.keys.authenticate(credentials.credentials)
+    except Unauthorized:
+        services.auth_limiter.record_failure(client)
+        raise
+    current_company.set(principal.company_id)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def require_admin(principal: PrincipalDep) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,37 @@
+"""GET /health (liveness), /ready (every dependency), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tenantry.deps import ServicesDep, bearer_scheme, get_principal
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def liveness() -> dict[str, Any]:
+    """The process is up and serving. Checks nothing else, so it never flaps."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "A dependency is down."}})
+async def readiness(services: ServicesDep) -> JSONResponse:
+    ready, checks = await services.health.run_all()
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(services: ServicesDep, request: Request) -> Response:
+    """Prometheus text format; needs the admin key unless TENANTRY_METRICS_PUBLIC=true."""
+    if not services.settings.metrics_public:
+        principal = await get_principal(request, services, await bearer_scheme(request))
+        principal.require_admin()
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,133 @@
+"""Fixtures shared by every test: real PostgreSQL and Redis, one of each per test.
+
+PostgreSQL and Redis are started by the test command (scripts/test.sh) when the
+machine has not; their addresses can be moved with TEST_POSTGRES_URL and
+TEST_REDIS_URL. Every test that uses them gets its own database / Redis db and
+cleans it up.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_sync
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
+
+from tenantry.app import create_app
+from tenantry.settings import Settings, load_settings
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+    name = f"tenantry_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_redis_dbs = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis logical database for this test (1-15, per xdist worker), flushed before and after."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    db = 1 + (index % 15)
+    url = f"{REDIS_URL}/{db}"
+    client = redis_sync.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes this runs twice: on embedded SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tenantry.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Settings isolated from the developer's environment and .env file."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith(("TENANTRY_", "REDIS_", "AWS_", "CLOUDFLARE_", "STORAGE_")) or name in (
+            "DATABASE_URL",
+            "UPLOAD_DIR",
+            "CDN_BASE_URL",
+            "ENABLE_JOB_QUEUES",
+        ):
+            monkeypatch.delenv(name)
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "upload_dir": tmp_path / "uploads",
+            "database_url": database_url,
+            "admin_token": ADMIN_TOKEN,
+            "secret_key": "test-secret-key",
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(settings_factory: Any) -> Settings:
+    made: Settings = settings_factory()
+    return made
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[AsyncClient]:
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://tenantry.test") as http:
+        yield http
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+ADMIN = bearer(ADMIN_TOKEN)
+
+
+@pytest.fixture
+async def company_keys(app: Any) -> dict[str, dict[str, str]]:
+    """Authorization headers for two companies, acme and globex."""
+    keys = app.state.services.keys
+    acme, _ = await keys.create("acme", "test")
+    globex, _ = await keys.create("globex", "test")
+    return {"acme": bearer(acme), "globex": bearer(globex)}

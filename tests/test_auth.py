@@ -1,0 +1,131 @@
+"""Auth: no key → 401, another company's data → 403, admin routes → 403, admin → 200."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+
+from tests.conftest import ADMIN, bearer
+
+
+async def test_no_key_is_401(client: AsyncClient) -> None:
+    response = await client.get("/api/keys")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "UNAUTHORIZED"
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer nope", "Bearer tnt_000000000000_" + "a" * 43, "Basic YWRtaW46YWRtaW4="],
+)
+async def test_invalid_key_is_401(client: AsyncClient, header: str) -> None:
+    response = await client.get("/api/me", headers={"Authorization": header})
+    assert response.status_code == 401
+
+
+async def test_admin_key_reaches_admin_routes(client: AsyncClient) -> None:
+    response = await client.get("/api/keys", headers=ADMIN)
+    assert response.status_code == 200
+    assert response.json() == []
+
+
+async def test_company_key_on_admin_route_is_403(
+    client: AsyncClient, company_keys: dict[str, dict[str, str]]
+) -> None:
+    response = await client.get("/api/keys", headers=company_keys["acme"])
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "FORBIDDEN"
+
+
+async def test_company_key_reaches_only_its_own_company(
+    client: AsyncClient, company_keys: dict[str, dict[str, str]]
+) -> None:
+    own = await client.get("/api/companies/acme/keys", headers=company_keys["acme"])
+    assert own.status_code == 200
+    assert {key["companyId"] for key in own.json()} == {"acme"}
+
+    other = await client.get("/api/companies/globex/keys", headers=company_keys["acme"])
+    assert other.status_code == 403
+
+    admin = await client.get("/api/companies/globex/keys", headers=ADMIN)
+    assert admin.status_code == 200
+    assert {key["companyId"] for key in admin.json()} == {"globex"}
+
+
+async def test_key_lifecycle_through_the_api(client: AsyncClient) -> None:
+    created = await client.post(
+        "/api/keys", json={"companyId": "initech", "name": "ci"}, headers=ADMIN
+    )
+    assert created.status_code == 201
+    body = created.json()
+    assert body["key"].startswith(f"tnt_{body['id']}_")
+    assert body["companyId"] == "initech"
+
+    me = await client.get("/api/me", headers=bearer(body["key"]))
+    assert me.json() == {"isAdmin": False, "companyId": "initech", "keyId": body["id"]}
+
+    revoked = await client.delete(f"/api/keys/{body['id']}", headers=ADMIN)
+    assert revoked.status_code == 200
+    assert revoked.json()["revokedAt"] is not None
+    assert (await client.get("/api/me", headers=bearer(body["key"]))).status_code == 401
+
+
+async def test_keys_are_stored_hashed(app: Any, client: AsyncClient) -> None:
+    plain, _ = await app.state.services.keys.create("acme")
+    from sqlalchemy import text
+
+    async with app.state.services.db.session() as session:
+        stored = (await session.execute(text("SELECT secret_hash FROM tenantry_api_keys"))).all()
+    secret = plain.rsplit("_", 1)[-1]
+    assert all(secret not in row[0] for row in stored)
+    assert all(len(row[0]) == 64 for row in stored)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"companyId": "../etc", "name": ""}, "companyId"),
+        ({"companyId": "", "name": ""}, "companyId"),
+        ({"companyId": "a" * 65}, "companyId"),
+        ({"companyId": "acme", "name": "x" * 101}, "name"),
+        ({}, "companyId"),
+    ],
+)
+async def test_bad_key_requests_are_422_naming_the_field(
+    client: AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    response = await client.post("/api/keys", json=body, headers=ADMIN)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert field in error["message"]
+
+
+async def test_malformed_json_is_422_not_500(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/keys",
+        content=b"{not json",
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+
+
+async def test_revoking_unknown_key_is_404(client: AsyncClient) -> None:
+    response = await client.delete("/api/keys/doesnotexist", headers=ADMIN)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
+async def test_failed_authentication_is_rate_limited(client: AsyncClient) -> None:
+    statuses = [
+        (await client.get("/api/me", headers=bearer("wrong"))).status_code for _ in range(21)
+    ]
+    assert statuses[:20] == [401] * 20
+    assert statuses[20] == 429
+    # Even a correct key is refused from that address until the window passes.
+    limited = await client.get("/api/me", headers=ADMIN)
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
