@@ -9,6 +9,8 @@ cleans it up.
 from __future__ import annotations
 
 import os
+import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -42,15 +44,25 @@ def postgres_url() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-_redis_dbs = iter(range(1, 1_000_000))
-
-
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis logical database for this test (1-15, per xdist worker), flushed before and after."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    index = int(worker) if worker.isdigit() else 0
-    db = 1 + (index % 15)
+    """A Redis logical database (1-15) leased to this test alone, flushed before and after.
+
+    Leases are keys in db 0 set with NX, so concurrent pytest processes never share a db.
+    """
+    control = redis_sync.Redis.from_url(f"{REDIS_URL}/0")
+    lease = f"tenantry-test-lease:{os.getpid()}:{uuid.uuid4().hex}"
+    db = None
+    deadline = time.monotonic() + 120
+    while db is None:
+        for candidate in random.sample(range(1, 16), 15):
+            if control.set(f"tenantry-test-db:{candidate}", lease, nx=True, ex=900):
+                db = candidate
+                break
+        else:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no free Redis db for this test in 120 s")
+            time.sleep(0.2)
     url = f"{REDIS_URL}/{db}"
     client = redis_sync.Redis.from_url(url)
     client.flushdb()
@@ -59,6 +71,9 @@ def redis_url() -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+        if control.get(f"tenantry-test-db:{db}") == lease.encode():
+            control.delete(f"tenantry-test-db:{db}")
+        control.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

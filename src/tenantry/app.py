@@ -61,11 +61,11 @@ async def build_services(
         metrics=metrics or Metrics(),
         auth_limiter=FailedAuthLimiter(),
         secret_key=secret_key,
-        extras={},
     )
     health.register("database", lambda: _check_database(db))
     if redis is not None:
         health.register("redis", lambda: _check_redis(redis))
+    # Capabilities: each builds its service onto `services` below, in dependency order.
     return services
 
 
@@ -100,4 +100,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(health_routes.router)
     app.include_router(keys_routes.router)
+    # Capabilities' routers are mounted below.
     return app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -24,5 +23,5 @@ class Services:
     metrics: Metrics
     auth_limiter: FailedAuthLimiter
     secret_key: str
-    # Capabilities add their services here as they are built.
-    extras: dict[str, Any]
+    # Each capability's service is attached by build_services() in app.py, e.g.
+    # `storage: StorageService = field(init=False)`.
