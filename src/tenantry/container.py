@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field  # noqa: F401  (field: capability attributes below)
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -11,6 +12,10 @@ from tenantry.db import Database
 from tenantry.health import HealthChecks
 from tenantry.metrics import Metrics
 from tenantry.settings import Settings
+
+if TYPE_CHECKING:
+    # Capability service types (imported for annotations only, to keep imports acyclic).
+    pass
 
 
 @dataclass
@@ -23,5 +28,5 @@ class Services:
     metrics: Metrics
     auth_limiter: FailedAuthLimiter
     secret_key: str
-    # Each capability's service is attached by build_services() in app.py, e.g.
+    # Each capability's service, attached by build_services() in app.py, e.g.
     # `storage: StorageService = field(init=False)`.
