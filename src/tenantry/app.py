@@ -19,6 +19,7 @@ from tenantry.container import Services
 from tenantry.errors import install_error_handlers
 from tenantry.health import HealthChecks
 from tenantry.metrics import Metrics, MetricsMiddleware
+from tenantry.openapi import install_openapi
 from tenantry.settings import Settings, load_settings
 
 log = logging.getLogger("tenantry")
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(health_routes.router)
