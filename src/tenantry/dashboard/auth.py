@@ -1,0 +1,53 @@
+"""Dashboard access: the session cookie for pages, plus the CSRF token for actions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+
+from tenantry.dashboard.session import COOKIE_NAME, DashboardSession, SessionSigner
+from tenantry.deps import ServicesDep
+from tenantry.errors import Forbidden
+
+
+class LoginRequired(Exception):
+    """No valid session: answered with a redirect to the login page (see routes.install)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+def signer(services: ServicesDep) -> SessionSigner:
+    return SessionSigner(services.secret_key, services.keys.admin_fingerprint)
+
+
+SignerDep = Annotated[SessionSigner, Depends(signer)]
+
+
+def current_session(request: Request, sessions: SignerDep) -> DashboardSession:
+    session = sessions.read(request.cookies.get(COOKIE_NAME))
+    if session is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(f"/admin/login?next={quote(target, safe='')}")
+    return session
+
+
+SessionDep = Annotated[DashboardSession, Depends(current_session)]
+
+
+async def checked_session(request: Request, session: SessionDep) -> DashboardSession:
+    """For state-changing requests: the session, and a CSRF token that matches it."""
+    token = request.headers.get("x-csrf-token")
+    if token is None:
+        form = await request.form()
+        value = form.get("csrf")
+        token = value if isinstance(value, str) else None
+    if not session.csrf_matches(token):
+        raise Forbidden("missing or invalid CSRF token; reload the page and try again")
+    return session
+
+
+ActionDep = Annotated[DashboardSession, Depends(checked_session)]

@@ -1,0 +1,132 @@
+"""The dashboard's pages and actions. Each page asks the services, never SQL/Redis/S3."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from tenantry.dashboard import circuits, flags, queues
+from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionDep, SignerDep
+from tenantry.dashboard.session import (
+    COOKIE_NAME,
+    MAX_AGE_SECONDS,
+    DashboardSession,
+    SessionSigner,
+)
+from tenantry.dashboard.views import HERE, render
+from tenantry.deps import ServicesDep
+from tenantry.errors import TenantryError, Unauthorized, error_response
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site dashboard paths: never an open redirect."""
+    if not target:
+        return "/admin"
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not parsed.path.startswith("/admin"):
+        return "/admin"
+    return target
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return render(request, "login.html", None, next=_safe_next(next))
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    services: ServicesDep,
+    sessions: SignerDep,
+    key: Annotated[str, Form(max_length=512)],
+    next: Annotated[str, Form(max_length=2048)] = "/admin",
+) -> Response:
+    client = request.client.host if request.client else "unknown"
+    services.auth_limiter.check(client)
+    try:
+        principal = await services.keys.authenticate(key.strip())
+    except Unauthorized:
+        principal = None
+    if principal is None or not principal.is_admin:
+        services.auth_limiter.record_failure(client)
+        return render(
+            request,
+            "login.html",
+            None,
+            next=_safe_next(next),
+            error="That is not the admin key.",
+            status_code=401,
+        )
+    cookie, _ = sessions.issue()
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        COOKIE_NAME,
+        cookie,
+        max_age=MAX_AGE_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/admin",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(_: ActionDep) -> Response:
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(COOKIE_NAME, path="/admin")
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+async def overview(request: Request, services: ServicesDep, session: SessionDep) -> HTMLResponse:
+    ready, checks = await services.health.run_all()
+    return render(
+        request,
+        "overview.html",
+        session,
+        page="overview",
+        ready=ready,
+        checks=checks,
+    )
+
+
+async def _session_or_none(request: Request) -> DashboardSession | None:
+    services = request.app.state.services
+    signer = SessionSigner(services.secret_key, services.keys.admin_fingerprint)
+    return signer.read(request.cookies.get(COOKIE_NAME))
+
+
+def install(app: FastAPI) -> None:
+    """Mount the dashboard: its pages, its local assets, and the login redirect."""
+    app.include_router(router)
+    for page in (queues, circuits, flags):
+        app.include_router(page.router, include_in_schema=False)
+    app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
+
+    @app.exception_handler(TenantryError)
+    async def _error(request: Request, exc: TenantryError) -> Response:
+        """Dashboard pages answer errors with a page; the API keeps its JSON shape."""
+        if not request.url.path.startswith("/admin") or request.method != "GET":
+            return error_response(exc)
+        session = await _session_or_none(request)
+        return render(
+            request,
+            "error.html",
+            session,
+            status_code=exc.status_code,
+            code=exc.code,
+            message=exc.message,
+        )
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if request.headers.get("hx-request") == "true":
+            return JSONResponse({}, status_code=200, headers={"HX-Redirect": exc.location})
+        return RedirectResponse(exc.location, status_code=303)

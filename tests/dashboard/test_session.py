@@ -1,0 +1,87 @@
+"""Dashboard access: login with the admin key, signed cookie, CSRF on actions."""
+
+from __future__ import annotations
+
+import pytest
+from httpx import AsyncClient
+
+from tests.conftest import ADMIN_TOKEN, bearer
+
+PAGES = ["/admin", "/admin/queues", "/admin/queries", "/admin/circuits", "/admin/flags",
+         "/admin/storage"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+async def test_pages_redirect_to_login_without_a_session(client: AsyncClient, page: str) -> None:
+    response = await client.get(page)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/admin/login?next=")
+
+
+async def test_htmx_refresh_without_a_session_redirects_the_page(client: AsyncClient) -> None:
+    response = await client.get("/admin", headers={"HX-Request": "true", "HX-Target": "live"})
+    assert response.headers["hx-redirect"].startswith("/admin/login")
+
+
+async def test_login_with_the_admin_key_sets_a_signed_http_only_cookie(
+    client: AsyncClient,
+) -> None:
+    response = await client.post("/admin/login", data={"key": ADMIN_TOKEN, "next": "/admin"})
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/admin" in cookie
+    assert ADMIN_TOKEN not in cookie
+    assert (await client.get("/admin")).status_code == 200
+
+
+async def test_a_company_key_cannot_log_in(
+    client: AsyncClient, company_keys: dict[str, dict[str, str]]
+) -> None:
+    key = company_keys["acme"]["Authorization"].removeprefix("Bearer ")
+    response = await client.post("/admin/login", data={"key": key})
+    assert response.status_code == 401
+    assert "not the admin key" in response.text
+    assert "set-cookie" not in response.headers
+
+
+async def test_a_forged_cookie_is_refused(client: AsyncClient) -> None:
+    client.cookies.set("tenantry_admin", "eyJjc3JmIjoieCJ9.forged.sig", path="/admin")
+    assert (await client.get("/admin")).status_code == 303
+
+
+async def test_login_never_redirects_off_site(client: AsyncClient) -> None:
+    for target in ("https://evil.example/", "//evil.example/admin", "/api/keys"):
+        response = await client.post("/admin/login", data={"key": ADMIN_TOKEN, "next": target})
+        assert response.headers["location"] == "/admin"
+
+
+async def test_actions_need_the_csrf_token(client: AsyncClient, csrf: str) -> None:
+    refused = await client.post("/admin/logout")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "FORBIDDEN"
+    wrong = await client.post("/admin/logout", data={"csrf": "not-the-token"})
+    assert wrong.status_code == 403
+    accepted = await client.post("/admin/logout", headers={"X-CSRF-Token": csrf})
+    assert accepted.status_code == 303
+    assert (await client.get("/admin")).status_code == 303
+
+
+async def test_overview_shows_every_dependency(client: AsyncClient, csrf: str) -> None:
+    page = await client.get("/admin")
+    assert page.status_code == 200
+    assert "database" in page.text
+    assert 'class="badge ok">ready' in page.text
+
+
+async def test_assets_are_served_locally(client: AsyncClient) -> None:
+    page = await client.post("/admin/login", data={"key": ADMIN_TOKEN})
+    html = (await client.get("/admin")).text
+    assert "http://" not in html and "https://" not in html
+    assert (await client.get("/admin/static/htmx.min.js")).status_code == 200
+    assert (await client.get("/admin/static/dashboard.css")).status_code == 200
+    assert page.status_code == 303
+
+
+async def test_bearer_admin_key_is_not_a_dashboard_session(client: AsyncClient) -> None:
+    response = await client.get("/admin", headers=bearer(ADMIN_TOKEN))
+    assert response.status_code == 303
