@@ -1,0 +1,157 @@
+"""FastAPI pieces: `feature_gate`, `circuit`, and maintenance mode.
+
+```python
+@router.get("/recommendations", dependencies=[feature_gate("ai-recommendations", target="company")])
+async def recommendations(ai: Annotated[Breaker, circuit("ai-service", fallback={"items": []})]):
+    return await ai.call_async(fetch_recommendations)
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tenantry.auth import Principal
+from tenantry.deps import get_principal
+from tenantry.errors import Forbidden, error_body
+from tenantry.resilience.breaker import _MISSING, Breaker, CircuitOpenError, State
+
+MAINTENANCE_FLAG = "maintenance-mode"
+USER_HEADER = "X-User-Id"
+TargetSpec = Literal["company", "user"] | Callable[[Request], str | None] | None
+
+
+class FeatureDisabled(Forbidden):
+    code = "FEATURE_DISABLED"
+
+
+def feature_gate(key: str, target: TargetSpec = None) -> Any:
+    """A dependency that answers 403 FEATURE_DISABLED unless `key` is on for the caller.
+
+    `target`: None (no id: only 100 % rollouts and global switches apply), "company"
+    (the authenticated caller's company; requires a key), "user" (the X-User-Id header),
+    or a function of the request returning the id.
+    """
+
+    def decide(request: Request, target_id: str | None) -> None:
+        flags = request.app.state.services.resilience.flags
+        evaluation = flags.evaluate(key, target_id)
+        if not evaluation.enabled:
+            raise FeatureDisabled(
+                f"the feature {key!r} is not enabled"
+                + (f" for {target_id!r}" if target_id else ""),
+                details={"feature": key, "reason": evaluation.reason.value},
+            )
+
+    if target == "company":
+
+        async def company_gate(
+            request: Request, principal: Annotated[Principal, Depends(get_principal)]
+        ) -> None:
+            decide(request, principal.company_id)
+
+        return Depends(company_gate)
+
+    def resolve(request: Request) -> str | None:
+        if target is None:
+            return None
+        if target == "user":
+            return request.headers.get(USER_HEADER)
+        if callable(target):
+            return target(request)
+        raise ValueError(f"unknown feature_gate target {target!r}")
+
+    async def gate(request: Request) -> None:
+        decide(request, resolve(request))
+
+    return Depends(gate)
+
+
+class CircuitFallback(Exception):
+    """Raised by `circuit()` when open: the app answers `value` with `status_code`."""
+
+    def __init__(self, value: Any, status_code: int = 200) -> None:
+        super().__init__("circuit open: answered with the fallback")
+        self.value = value
+        self.status_code = status_code
+
+
+def circuit(name: str, *, fallback: Any = _MISSING, fallback_status: int = 200) -> Any:
+    """A dependency giving the route its breaker; when open, the fallback or 503 + Retry-After."""
+
+    async def dependency(request: Request) -> Breaker:
+        breaker: Breaker = request.app.state.services.resilience.breakers.get(name)
+        state = breaker.state
+        refused = state is State.FORCED_OPEN or (state is State.OPEN and breaker.retry_after > 0)
+        if refused:
+            breaker.rejected_total += 1
+            if fallback is not _MISSING:
+                value = fallback() if callable(fallback) else fallback
+                raise CircuitFallback(value, fallback_status)
+            raise CircuitOpenError(name, state, breaker.retry_after)
+        return breaker
+
+    return Depends(dependency)
+
+
+class MaintenanceMiddleware:
+    """While `maintenance-mode` is on, every request but health, metrics and admin gets 503.
+
+    Pure ASGI and one dict lookup per request while it is off.
+    """
+
+    EXEMPT = ("/health", "/ready", "/metrics")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        services = getattr(scope["app"].state, "services", None)
+        if services is None or not services.resilience.flags.is_enabled(MAINTENANCE_FLAG):
+            await self.app(scope, receive, send)
+            return
+        if _bearer(scope) is not None and services.keys.is_admin_token(_bearer(scope)):
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse(
+            error_body("MAINTENANCE", "the service is in maintenance; try again later"),
+            status_code=503,
+            headers={"Retry-After": "60"},
+        )
+        await response(scope, receive, send)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CircuitFallback)
+    async def _fallback(_: Request, exc: CircuitFallback) -> JSONResponse:
+        return JSONResponse(
+            jsonable_encoder(exc.value),
+            status_code=exc.status_code,
+            headers={"X-Circuit-Fallback": "true"},
+        )
+
+    app.add_middleware(MaintenanceMiddleware)
+
+
+# Ready-made dependencies for the pre-configured circuits (503 + Retry-After while open).
+DatabaseCircuit = Annotated[Breaker, circuit("database")]
+ExternalApiCircuit = Annotated[Breaker, circuit("external-api")]
+AiServiceCircuit = Annotated[Breaker, circuit("ai-service")]
+StorageCircuit = Annotated[Breaker, circuit("storage")]
