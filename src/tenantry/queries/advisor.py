@@ -1,0 +1,809 @@
+"""Index advice for a recorded workload, each recommendation measured before it is made.
+
+1. The workload: statement shapes with their call counts (the monitor's figures,
+   plus `pg_stat_statements` when present), weighted so that the workload's cost is
+   sum(calls * planner cost) — the planner's estimate of the total time spent.
+2. Candidates, per statement and table (predicates.py): each column it filters or
+   joins on; its equality columns (most selective first, and tenant column first —
+   a tenant-leading index is shared by every statement of that tenant); those
+   followed by one range column, or by the ORDER BY columns (which also saves the
+   sort, and with LIMIT stops early), or by the GROUP BY columns (a sorted
+   aggregate); and each of those followed by the other columns the statement
+   reads, when few, so it can be an index-only scan.
+   Indexes that exist, and prefixes of indexes that exist, are never candidates.
+3. With HypoPG, every candidate is a hypothetical index: the statements it could
+   serve are planned with and without it (EXPLAIN, never executed), and indexes
+   are chosen greedily by workload cost saved, each round against the indexes
+   already chosen (so two indexes serving the same statements are not both
+   picked), minus what each new index costs the INSERTs/UPDATEs that maintain it.
+   Lazy evaluation keeps this to a few hundred EXPLAINs.
+   Without HypoPG the same greedy search runs on a labelled cost model built from
+   pg_stats (n_distinct, null_frac, correlation) and pg_class/pg_stat_user_tables.
+4. Existing indexes are checked too: never used since statistics were reset, or
+   duplicating / a prefix of another index.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pglast import parser as pg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tenantry.errors import InvalidInput
+from tenantry.queries.explain import escape_percent
+from tenantry.queries.predicates import Catalog, StatementUse, TableUse, analyze
+
+log = logging.getLogger("tenantry.queries")
+
+MAX_COLUMNS = 4
+MAX_COVERING_COLUMNS = 5  # key columns plus the ones read, for index-only scans
+TENANT_NAMES = ("company_id", "tenant_id", "organization_id", "org_id", "account_id")
+MAINTENANCE_COST_PER_ROW = 1.0  # planner units per index entry written (≈ one page dirtied)
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+# --- the inputs ------------------------------------------------------------------
+@dataclass(slots=True)
+class WorkloadStatement:
+    id: str
+    text: str  # $n-parameter text, as pglast normalises it
+    calls: int
+    total_ms: float = 0.0
+    rows: int = 0
+    samples: list[tuple[str, Any]] = field(default_factory=list)  # driver text, parameters
+    source: str = "monitor"
+    use: StatementUse | None = None
+
+    @classmethod
+    def from_sql(cls, sql: str, calls: int = 1) -> WorkloadStatement:
+        """A statement given as plain SQL with its values written in (no placeholders)."""
+        return cls(pg.fingerprint(sql), sql, calls, samples=[(sql, None)], source="sql")
+
+    @property
+    def rows_per_call(self) -> float:
+        return self.rows / self.calls if self.calls and self.rows else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class IndexDef:
+    table: str  # schema.table
+    columns: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        table = self.table.split(".", 1)[1]
+        return f"idx_{table}_{'_'.join(self.columns)}"[:63]
+
+    def ddl(self, concurrently: bool = False) -> str:
+        schema, table = self.table.split(".", 1)
+        columns = ", ".join(quote(c) for c in self.columns)
+        how = "CONCURRENTLY " if concurrently else ""
+        target = f"{quote(schema)}.{quote(table)}"
+        return f"CREATE INDEX {how}{quote(self.name)} ON {target} ({columns})"
+
+    def is_prefix_of(self, columns: tuple[str, ...]) -> bool:
+        return columns[: len(self.columns)] == self.columns
+
+
+def quote(name: str) -> str:
+    return name if _PLAIN_NAME.fullmatch(name) else '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(slots=True)
+class ExistingIndex:
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    unique: bool
+    primary: bool
+    constraint: bool
+    partial_or_expression: bool
+    size_bytes: int
+    scans: int
+    definition: str
+
+
+@dataclass(slots=True)
+class ColumnStats:
+    n_distinct: float  # as a count (pg_stats' negative fractions are resolved)
+    null_frac: float
+    correlation: float
+    avg_width: int
+
+
+@dataclass(slots=True)
+class TableStats:
+    rows: float
+    pages: float
+    seq_scans: int
+
+
+@dataclass(slots=True)
+class Schema:
+    catalog: Catalog
+    existing: list[ExistingIndex]
+    tables: dict[str, TableStats]
+    columns: dict[tuple[str, str], ColumnStats]
+
+    def distinct(self, table: str, column: str) -> float:
+        stats = self.columns.get((table, column))
+        return stats.n_distinct if stats else 200.0  # PostgreSQL's default guess
+
+    def covered(self, index: IndexDef) -> bool:
+        """An existing plain btree has these columns, or starts with them."""
+        return any(
+            e.table == index.table and not e.partial_or_expression and index.is_prefix_of(e.columns)
+            for e in self.existing
+        )
+
+
+# --- candidates --------------------------------------------------------------
+def tenant_columns(workload: list[WorkloadStatement]) -> dict[str, str]:
+    """Per table, the column most statements pin with equality (the tenant key), if any."""
+    weight: dict[str, dict[str, int]] = {}
+    total: dict[str, int] = {}
+    for statement in workload:
+        assert statement.use is not None
+        for use in statement.use.uses:
+            total[use.table] = total.get(use.table, 0) + statement.calls
+            for column in use.equality:
+                per = weight.setdefault(use.table, {})
+                per[column] = per.get(column, 0) + statement.calls
+    tenants = {}
+    for table, per in weight.items():
+        column, calls = max(per.items(), key=lambda kv: (kv[1], kv[0] in TENANT_NAMES))
+        if calls * 2 >= total[table] or column in TENANT_NAMES:
+            tenants[table] = column
+    return tenants
+
+
+def candidates_for(use: TableUse, schema: Schema, tenant: str | None) -> set[tuple[str, ...]]:
+    by_selectivity = sorted(use.equality, key=lambda c: -schema.distinct(use.table, c))
+    orders = [by_selectivity]
+    if tenant in use.equality:
+        orders.append([tenant, *(c for c in by_selectivity if c != tenant)])
+    found: set[tuple[str, ...]] = set()
+    for column in {*use.equality, *use.range, *use.join, *use.order_by[:1]}:
+        found.add((column,))
+    for equality in orders:
+        for width in range(1, min(len(equality), MAX_COLUMNS) + 1):
+            found.add(tuple(equality[:width]))
+        head = equality[: MAX_COLUMNS - 1]
+        for column in use.range:
+            found.add((*head, column))
+        for sort in (use.order_by, use.group_by):
+            if sort:
+                found.add(tuple(dict.fromkeys([*head, *sort]))[:MAX_COLUMNS])
+        for column in use.join:
+            found.add(tuple(dict.fromkeys([column, *head]))[:MAX_COLUMNS])
+            found.add(tuple(dict.fromkeys([*head, column]))[:MAX_COLUMNS])
+    found.update(_covering(use, [c for c in found if len(c) > 1 or c[0] in use.equality]))
+    return {c for c in found if c}
+
+
+def _covering(use: TableUse, keys: list[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    """Keys followed by the other columns the statement reads: an index-only scan."""
+    if use.star or not use.referenced:
+        return set()
+    found = set()
+    for key in keys:
+        extra = sorted(use.referenced - set(key))
+        if extra and len(key) + len(extra) <= MAX_COVERING_COLUMNS:
+            found.add((*key, *extra))
+    return found
+
+
+def generate_candidates(workload: list[WorkloadStatement], schema: Schema) -> list[IndexDef]:
+    tenants = tenant_columns(workload)
+    found: set[IndexDef] = set()
+    for statement in workload:
+        assert statement.use is not None
+        for use in statement.use.uses:
+            for columns in candidates_for(use, schema, tenants.get(use.table)):
+                found.add(IndexDef(use.table, columns))
+    return sorted((c for c in found if not schema.covered(c)), key=lambda c: (c.table, c.columns))
+
+
+# --- cost oracles -----------------------------------------------------------
+class Planner(Protocol):
+    method: str
+
+    async def cost(self, statement: WorkloadStatement, indexes: frozenset[IndexDef]) -> float: ...
+
+    async def size(self, index: IndexDef) -> int | None: ...
+
+
+class CannotPlan(Exception):
+    """This statement cannot be planned here (missing parameter types, a temp table…)."""
+
+
+class HypoPGPlanner:
+    """PostgreSQL's planner with hypothetical indexes: EXPLAIN only, nothing executes."""
+
+    method = "hypopg"
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self._active: dict[IndexDef, int] = {}
+        self._cache: dict[tuple[str, frozenset[IndexDef]], float] = {}
+        self._refused: dict[IndexDef, str] = {}
+        self._clean = False
+        self.explains = 0
+
+    async def cost(self, statement: WorkloadStatement, indexes: frozenset[IndexDef]) -> float:
+        assert statement.use is not None
+        relevant = frozenset(i for i in indexes if i.table in statement.use.tables)
+        key = (statement.id, relevant)
+        if key not in self._cache:
+            await self._ensure(relevant, statement.use.tables)
+            self._cache[key] = await self._plan_cost(statement)
+        return self._cache[key]
+
+    async def _ensure(self, wanted: frozenset[IndexDef], tables: set[str]) -> None:
+        if not self._clean:  # hypothetical indexes live in the session, not the transaction
+            await self._sql("SELECT hypopg_reset()")
+            self._clean = True
+        for index in [i for i in self._active if i.table in tables and i not in wanted]:
+            oid = self._active.pop(index)
+            await self._sql(f"SELECT hypopg_drop_index({int(oid)})")
+        for index in wanted - self._active.keys():
+            if index in self._refused:
+                raise CannotPlan(self._refused[index])
+            try:
+                result = await self._sql(
+                    "SELECT indexrelid FROM hypopg_create_index(%(ddl)s)", {"ddl": index.ddl()}
+                )
+            except CannotPlan as exc:  # e.g. a partitioned table HypoPG cannot index
+                self._refused[index] = f"HypoPG cannot build {index.ddl()}: {exc}"
+                raise CannotPlan(self._refused[index]) from None
+            self._active[index] = int(result.scalar_one())
+
+    async def _plan_cost(self, statement: WorkloadStatement) -> float:
+        costs = []
+        for text, parameters in statement.samples:
+            sql = "EXPLAIN (FORMAT JSON) " + text
+            if parameters is None:  # plain SQL text: no placeholders, % is literal
+                sql, parameters = escape_percent(sql), {}
+            elif parameters and not ("%(" in text or "%s" in text):
+                continue  # another driver's placeholders: use the generic plan below
+            costs.append(await self._explain(sql, parameters))
+        if not costs:
+            costs.append(await self._generic_cost(statement.text))
+        return sum(costs) / len(costs)
+
+    async def _explain(self, sql: str, parameters: Any) -> float:
+        self.explains += 1
+        raw = (await self._sql(sql, parameters)).scalar_one()
+        plan = json.loads(raw) if isinstance(raw, str) else raw
+        return float(plan[0]["Plan"]["Total Cost"])
+
+    async def _sql(self, sql: str, parameters: Any = None) -> Any:
+        """One statement in a savepoint: a failure is CannotPlan, never an aborted transaction."""
+        try:
+            await self.connection.exec_driver_sql("SAVEPOINT tenantry_advisor")
+            result = await self.connection.exec_driver_sql(sql, parameters or {})
+            await self.connection.exec_driver_sql("RELEASE SAVEPOINT tenantry_advisor")
+        except DBAPIError as exc:
+            await self.connection.exec_driver_sql("ROLLBACK TO SAVEPOINT tenantry_advisor")
+            raise CannotPlan(str(exc.orig).strip().splitlines()[0]) from None
+        return result
+
+    async def _generic_cost(self, text: str) -> float:
+        """The generic plan of a $n statement: PREPARE, then EXPLAIN EXECUTE with NULLs.
+
+        Prepared afresh every time: a cached generic plan would not see new
+        hypothetical indexes (HypoPG does not invalidate the plan cache).
+        """
+        count = max((int(n) for n in re.findall(r"\$(\d+)", text)), default=0)
+        arguments = f"({', '.join(['NULL'] * count)})" if count else ""
+        await self._sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        await self._sql(escape_percent(f"PREPARE tenantry_advisor_stmt AS {text}"))
+        try:
+            sql = f"EXPLAIN (FORMAT JSON) EXECUTE tenantry_advisor_stmt{arguments}"
+            return await self._explain(sql, {})
+        finally:
+            await self._sql("DEALLOCATE tenantry_advisor_stmt")
+
+    async def close(self) -> None:
+        await self._sql("SELECT hypopg_reset()")
+        self._active.clear()
+
+    async def size(self, index: IndexDef) -> int | None:
+        try:
+            await self._ensure(frozenset({index}), {index.table})
+            oid = self._active[index]
+            result = await self._sql(f"SELECT hypopg_relation_size({int(oid)})")
+        except CannotPlan:
+            return None
+        return int(result.scalar_one())
+
+
+class HeuristicPlanner:
+    """A small cost model from pg_stats and table sizes, used when HypoPG is missing.
+
+    Costs are in the planner's units (seq_page_cost = 1, random_page_cost = 4,
+    cpu_tuple_cost = 0.01, cpu_operator_cost = 0.0025), per table a statement reads:
+    the cheaper of a sequential scan and the best index whose leading columns its
+    equality predicates pin (then one range column, or its ORDER BY, which saves a sort).
+    """
+
+    method = "heuristic"
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+
+    async def cost(self, statement: WorkloadStatement, indexes: frozenset[IndexDef]) -> float:
+        assert statement.use is not None
+        existing = [
+            IndexDef(e.table, e.columns)
+            for e in self.schema.existing
+            if not e.partial_or_expression
+        ]
+        return sum(
+            self._access(use, [*existing, *(i for i in indexes if i.table == use.table)])
+            for use in statement.use.uses
+        )
+
+    def _access(self, use: TableUse, indexes: list[IndexDef]) -> float:
+        table = self.schema.tables.get(use.table, TableStats(1000, 10, 0))
+        rows, pages = max(table.rows, 1.0), max(table.pages, 1.0)
+        matched = rows * self._selectivity(use, use.filtered)
+        sort = self._sort_cost(matched) if use.order_by else 0.0
+        best = pages + rows * (0.01 + 0.0025 * max(len(use.filtered), 1)) + sort
+        for index in indexes:
+            if index.table == use.table:
+                best = min(best, self._index_cost(use, index, rows, pages))
+        return best
+
+    def _index_cost(self, use: TableUse, index: IndexDef, rows: float, pages: float) -> float:
+        pinned: list[str] = []
+        rest = list(index.columns)
+        while rest and (rest[0] in use.equality or rest[0] in use.join):
+            pinned.append(rest.pop(0))
+        range_column = rest[0] if rest and rest[0] in use.range else None
+        ordered = bool(use.order_by) and tuple(rest[: len(use.order_by)]) == tuple(use.order_by)
+        if not pinned and not range_column and not ordered:
+            return math.inf
+        selectivity = self._selectivity(use, pinned) * (1 / 3 if range_column else 1.0)
+        matched = rows * selectivity
+        if ordered and use.limited:
+            matched = min(matched, 100.0)
+        correlation = self._correlation(use.table, index.columns[0])
+        heap_pages = matched * (1 - correlation**2) * 4 + pages * selectivity * correlation**2
+        sort = 0.0 if ordered else (self._sort_cost(matched) if use.order_by else 0.0)
+        return 4 * math.log2(rows + 2) * 0.0025 + matched * 0.0075 + heap_pages + sort
+
+    def _selectivity(self, use: TableUse, columns: Iterable[str]) -> float:
+        selectivity = 1.0
+        for column in columns:
+            stats = self.schema.columns.get((use.table, column))
+            if column in use.range and column not in use.equality:
+                selectivity *= 1 / 3
+            elif stats is not None:
+                selectivity *= (1 - stats.null_frac) / max(stats.n_distinct, 1.0)
+            else:
+                selectivity *= 0.005
+        return selectivity
+
+    def _correlation(self, table: str, column: str) -> float:
+        stats = self.schema.columns.get((table, column))
+        return stats.correlation if stats else 0.0
+
+    @staticmethod
+    def _sort_cost(rows: float) -> float:
+        return 2 * 0.0025 * rows * math.log2(rows + 2)
+
+    async def size(self, index: IndexDef) -> int | None:
+        table = self.schema.tables.get(index.table, TableStats(1000, 10, 0))
+        width = sum(
+            (s.avg_width if (s := self.schema.columns.get((index.table, c))) else 8)
+            for c in index.columns
+        )
+        return int(max(table.rows, 1) * (width + 16) / 0.9) + 8192
+
+
+# --- the search ------------------------------------------------------------
+@dataclass(slots=True)
+class Choice:
+    index: IndexDef
+    saved: float
+    helped: list[str]
+
+
+class Search:
+    def __init__(self, planner: Planner, workload: list[WorkloadStatement]) -> None:
+        self.planner = planner
+        self.workload = workload
+        self.skipped: dict[str, str] = {}
+
+    async def baseline(self) -> dict[str, float]:
+        costs = {}
+        for statement in self.workload:
+            try:
+                costs[statement.id] = await self.planner.cost(statement, frozenset())
+            except CannotPlan as exc:
+                self.skipped[statement.id] = f"cannot be planned: {exc}"
+        self.workload = [s for s in self.workload if s.id in costs]
+        return costs
+
+    def _served(self, index: IndexDef) -> list[WorkloadStatement]:
+        return [s for s in self.workload if s.use and index.table in s.use.tables]
+
+    def maintenance(self, index: IndexDef) -> float:
+        """What keeping `index` up to date costs the workload's writes."""
+        cost = 0.0
+        for statement in self.workload:
+            use = statement.use
+            if use is None or use.written_table != index.table:
+                continue
+            if use.kind == "insert" or (
+                use.kind == "update" and set(use.written_columns) & set(index.columns)
+            ):
+                cost += statement.calls * statement.rows_per_call * MAINTENANCE_COST_PER_ROW
+        return cost
+
+    async def gain(
+        self, index: IndexDef, chosen: frozenset[IndexDef], current: dict[str, float]
+    ) -> tuple[float, list[str], dict[str, float]]:
+        saved, helped, after = 0.0, [], {}
+        for statement in self._served(index):
+            try:
+                cost = await self.planner.cost(statement, chosen | {index})
+            except CannotPlan:
+                continue
+            after[statement.id] = cost
+            delta = current[statement.id] - cost
+            if delta > 1e-9:
+                saved += statement.calls * delta
+                helped.append(statement.id)
+        return saved - self.maintenance(index), helped, after
+
+    async def greedy(
+        self, candidates: list[IndexDef], base: dict[str, float], budget: int, floor: float
+    ) -> list[Choice]:
+        current = dict(base)
+        chosen: list[Choice] = []
+        heap: list[tuple[float, int, IndexDef, int]] = []
+        for order, index in enumerate(candidates):
+            saved, _, _ = await self.gain(index, frozenset(), current)
+            if saved > floor:
+                heapq.heappush(heap, (-saved, order, index, 0))
+        while heap and len(chosen) < budget:
+            _, order, index, round_seen = heapq.heappop(heap)
+            if round_seen != len(chosen):  # stale: re-measure against what is chosen now
+                taken = frozenset(c.index for c in chosen)
+                saved, _, _ = await self.gain(index, taken, current)
+                if saved > floor:
+                    heapq.heappush(heap, (-saved, order, index, len(chosen)))
+                continue
+            taken = frozenset(c.index for c in chosen)
+            saved, helped, after = await self.gain(index, taken, current)
+            chosen.append(Choice(index, saved, helped))
+            current.update(after)
+            heap = [item for item in heap if not _redundant(item[2], [c.index for c in chosen])]
+            heapq.heapify(heap)
+        return chosen
+
+    async def total(self, indexes: frozenset[IndexDef]) -> float:
+        cost = 0.0
+        for statement in self.workload:
+            cost += statement.calls * await self.planner.cost(statement, indexes)
+        return cost + sum(self.maintenance(i) for i in indexes)
+
+
+def _redundant(index: IndexDef, chosen: list[IndexDef]) -> bool:
+    return any(c.table == index.table and index.is_prefix_of(c.columns) for c in chosen)
+
+
+# --- the catalog -----------------------------------------------------------
+
+
+async def load_schema(connection: AsyncConnection) -> Schema:
+    columns: dict[str, list[str]] = {}
+    rows: Any = await connection.exec_driver_sql(
+        "SELECT n.nspname, c.relname, a.attname FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', "
+        "'information_schema') AND n.nspname NOT LIKE 'pg\\_%%' "
+        "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        {},
+    )
+    for schema, table, column in rows:
+        columns.setdefault(f"{schema}.{table}", []).append(column)
+    return Schema(
+        Catalog(columns),
+        await _existing_indexes(connection),
+        await _table_stats(connection),
+        await _column_stats(connection),
+    )
+
+
+async def _existing_indexes(connection: AsyncConnection) -> list[ExistingIndex]:
+    rows: Any = await connection.exec_driver_sql(
+        "SELECT n.nspname || '.' || t.relname, i.relname, "
+        "ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(attnum, ord) "
+        "      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum ORDER BY k.ord), "
+        "x.indisunique, x.indisprimary, "
+        "EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.oid), "
+        "x.indpred IS NOT NULL OR x.indexprs IS NOT NULL OR am.amname <> 'btree', "
+        "pg_relation_size(i.oid), COALESCE(s.idx_scan, 0), pg_get_indexdef(i.oid) "
+        "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "JOIN pg_am am ON am.oid = i.relam "
+        "LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.oid "
+        "WHERE t.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', "
+        "'information_schema') AND n.nspname NOT LIKE 'pg\\_%%' AND x.indisvalid",
+        {},
+    )
+    return [
+        ExistingIndex(r[0], r[1], tuple(r[2]), r[3], r[4], r[5], r[6], int(r[7]), int(r[8]), r[9])
+        for r in rows
+    ]
+
+
+async def _table_stats(connection: AsyncConnection) -> dict[str, TableStats]:
+    rows: Any = await connection.exec_driver_sql(
+        "SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, s.n_live_tup, 0), "
+        "c.relpages, COALESCE(s.seq_scan, 0) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+        "WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', "
+        "'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'",
+        {},
+    )
+    return {r[0]: TableStats(float(r[1]), float(r[2]), int(r[3])) for r in rows}
+
+
+async def _column_stats(connection: AsyncConnection) -> dict[tuple[str, str], ColumnStats]:
+    rows: Any = await connection.exec_driver_sql(
+        "SELECT s.schemaname || '.' || s.tablename, s.attname, s.n_distinct, s.null_frac, "
+        "COALESCE(s.correlation, 0), s.avg_width, GREATEST(c.reltuples, 0) FROM pg_stats s "
+        "JOIN pg_namespace n ON n.nspname = s.schemaname "
+        "JOIN pg_class c ON c.relname = s.tablename AND c.relnamespace = n.oid "
+        "WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')",
+        {},
+    )
+    stats = {}
+    for table, column, n_distinct, null_frac, correlation, width, reltuples in rows:
+        distinct = n_distinct if n_distinct >= 0 else -n_distinct * max(reltuples, 1)
+        stats[(table, column)] = ColumnStats(
+            float(distinct), float(null_frac), float(correlation), int(width)
+        )
+    return stats
+
+
+async def pg_stat_statements(
+    connection: AsyncConnection, limit: int = 200
+) -> list[WorkloadStatement]:
+    """The database's own statement statistics, when the extension is installed here."""
+    installed = await connection.exec_driver_sql(
+        "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"
+    )
+    if installed.first() is None:
+        return []
+    try:
+        await connection.exec_driver_sql("SAVEPOINT tenantry_pgss")
+        rows: Any = await connection.exec_driver_sql(
+            "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "ORDER BY total_exec_time DESC LIMIT %(limit)s",
+            {"limit": limit},
+        )
+        found = rows.all()
+        await connection.exec_driver_sql("RELEASE SAVEPOINT tenantry_pgss")
+    except DBAPIError:  # not in shared_preload_libraries, or no permission
+        await connection.exec_driver_sql("ROLLBACK TO SAVEPOINT tenantry_pgss")
+        return []
+    statements = []
+    for query, calls, total, count in found:
+        try:
+            fingerprint = pg.fingerprint(query)
+        except pg.ParseError:
+            continue
+        statements.append(
+            WorkloadStatement(
+                fingerprint, query, int(calls), float(total), int(count), [], "pg_stat_statements"
+            )
+        )
+    return statements
+
+
+# --- existing-index findings --------------------------------------------------
+def unused_indexes(schema: Schema) -> list[dict[str, Any]]:
+    return [
+        {
+            "table": e.table,
+            "index": e.name,
+            "columns": list(e.columns),
+            "sizeBytes": e.size_bytes,
+            "reason": "never used by a scan since statistics were last reset; "
+            "it still costs every write",
+            "statement": f"DROP INDEX CONCURRENTLY {quote(e.name)}",
+        }
+        for e in schema.existing
+        if e.scans == 0 and not (e.unique or e.primary or e.constraint)
+    ]
+
+
+def duplicate_indexes(schema: Schema) -> list[dict[str, Any]]:
+    found = []
+    plain = [e for e in schema.existing if not e.partial_or_expression]
+    for e in plain:
+        for other in plain:
+            if e is other or e.table != other.table or e.unique or e.constraint:
+                continue
+            same = e.columns == other.columns
+            if same and (e.name > other.name and not (other.unique or other.constraint)):
+                continue  # report each identical pair once
+            if same or other.columns[: len(e.columns)] == e.columns:
+                found.append(
+                    {
+                        "table": e.table,
+                        "index": e.name,
+                        "columns": list(e.columns),
+                        "coveredBy": other.name,
+                        "sizeBytes": e.size_bytes,
+                        "reason": (
+                            f"same columns as {other.name}"
+                            if same
+                            else f"a prefix of {other.name} ({', '.join(other.columns)})"
+                        ),
+                        "statement": f"DROP INDEX CONCURRENTLY {quote(e.name)}",
+                    }
+                )
+                break
+    return found
+
+
+# --- the entry point -----------------------------------------------------------
+async def enable_hypopg(connection: AsyncConnection) -> bool:
+    """HypoPG for this transaction: already installed, or created here and rolled back later."""
+    found = await connection.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'")
+    if found.first() is not None:
+        return True
+    try:
+        await connection.exec_driver_sql("SAVEPOINT tenantry_hypopg")
+        await connection.exec_driver_sql("CREATE EXTENSION hypopg")
+        await connection.exec_driver_sql("RELEASE SAVEPOINT tenantry_hypopg")
+        return True
+    except DBAPIError:
+        await connection.exec_driver_sql("ROLLBACK TO SAVEPOINT tenantry_hypopg")
+        return False
+
+
+def prepare_workload(
+    statements: list[WorkloadStatement], schema: Schema
+) -> tuple[list[WorkloadStatement], dict[str, str]]:
+    kept, skipped = [], {}
+    for statement in statements:
+        statement.use = analyze(statement.text, schema.catalog)
+        if statement.use is None:
+            skipped[statement.id] = "not a SELECT, INSERT, UPDATE or DELETE"
+        elif not statement.use.tables:
+            skipped[statement.id] = "reads no user table"
+        elif statement.calls <= 0:
+            skipped[statement.id] = "never called"
+        else:
+            kept.append(statement)
+    return kept, skipped
+
+
+async def analyze_indexes(
+    engine: AsyncEngine,
+    workload: list[WorkloadStatement],
+    *,
+    max_indexes: int = 5,
+    min_improvement: float = 0.01,
+    use_hypopg: bool = True,
+    timeout_ms: int = 10_000,
+) -> dict[str, Any]:
+    if engine.dialect.name != "postgresql":
+        raise InvalidInput(
+            f"index advice needs PostgreSQL; this server's database is {engine.dialect.name}",
+            code="UNSUPPORTED_DATABASE",
+            details={"field": "database", "rule": "postgresql-only"},
+        )
+    async with engine.connect() as connection:
+        try:
+            await connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            return await _advise(connection, workload, max_indexes, min_improvement, use_hypopg)
+        finally:
+            await connection.rollback()  # drops hypothetical indexes and a transient HypoPG
+
+
+async def _advise(
+    connection: AsyncConnection,
+    workload: list[WorkloadStatement],
+    max_indexes: int,
+    min_improvement: float,
+    use_hypopg: bool,
+) -> dict[str, Any]:
+    schema = await load_schema(connection)
+    seen = {s.id for s in workload}
+    extra = [s for s in await pg_stat_statements(connection) if s.id not in seen]
+    statements, skipped = prepare_workload([*workload, *extra], schema)
+    hypopg = use_hypopg and await enable_hypopg(connection)
+    planner: Planner = HypoPGPlanner(connection) if hypopg else HeuristicPlanner(schema)
+    search = Search(planner, statements)
+    base = await search.baseline()
+    skipped.update(search.skipped)
+    before = sum(s.calls * base[s.id] for s in search.workload)
+    candidates = generate_candidates(search.workload, schema)
+    floor = max(before * min_improvement, 1e-6)
+    chosen = await search.greedy(candidates, base, max_indexes, floor) if before > 0 else []
+    after = await search.total(frozenset(c.index for c in chosen)) if chosen else before
+    recommendations = [
+        await _recommendation(choice, search, schema, planner, before) for choice in chosen
+    ]
+    if isinstance(planner, HypoPGPlanner):
+        await planner.close()
+    return {
+        "method": planner.method,
+        "methodNote": (
+            "each recommendation was measured as a hypothetical index (HypoPG) with the planner"
+            if hypopg
+            else "HEURISTIC: HypoPG is not available, so costs come from a model built on "
+            "pg_stats and table sizes, not from the planner"
+        ),
+        "statementsAnalysed": len(search.workload),
+        "candidatesConsidered": len(candidates),
+        "workloadCostBefore": round(before, 2),
+        "workloadCostAfter": round(after, 2),
+        "estimatedImprovement": round(1 - after / before, 4) if before else 0.0,
+        "recommendations": recommendations,
+        "unusedIndexes": unused_indexes(schema),
+        "duplicateIndexes": duplicate_indexes(schema),
+        "skippedStatements": [{"shapeId": k, "reason": v} for k, v in skipped.items()],
+    }
+
+
+async def _recommendation(
+    choice: Choice, search: Search, schema: Schema, planner: Planner, before: float
+) -> dict[str, Any]:
+    share = choice.saved / before if before else 0.0
+    index = choice.index
+    stats = schema.tables.get(index.table)
+    return {
+        "table": index.table,
+        "columns": list(index.columns),
+        "reason": _reason(choice, search, stats),
+        "priority": "high" if share >= 0.2 else "medium" if share >= 0.05 else "low",
+        "estimatedImprovement": round(share, 4),
+        "estimatedSizeBytes": await planner.size(index),
+        "statements": choice.helped,
+        "createStatement": index.ddl(concurrently=True),
+    }
+
+
+def _reason(choice: Choice, search: Search, stats: TableStats | None) -> str:
+    uses: list[TableUse] = []
+    for statement in search.workload:
+        if statement.id in choice.helped and statement.use:
+            uses.extend(u for u in statement.use.uses if u.table == choice.index.table)
+    parts = []
+    for label, attribute in (
+        ("equality on", "equality"),
+        ("join on", "join"),
+        ("range on", "range"),
+    ):
+        columns = sorted(
+            {c for u in uses for c in getattr(u, attribute) if c in choice.index.columns}
+        )
+        if columns:
+            parts.append(f"{label} {', '.join(columns)}")
+    ordered = sorted({c for u in uses for c in u.order_by if c in choice.index.columns})
+    if ordered:
+        parts.append(f"ORDER BY {', '.join(ordered)}")
+    size = f" on a table of ~{int(stats.rows):,} rows" if stats else ""
+    if stats and stats.seq_scans:
+        size += f" scanned sequentially {stats.seq_scans:,} times"
+    return f"serves {len(choice.helped)} statement(s) ({'; '.join(parts) or 'its columns'}){size}"

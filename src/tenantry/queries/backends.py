@@ -1,0 +1,160 @@
+"""Where cached reads live: Redis, or this process. One small contract, two engines.
+
+Every entry belongs to one company and every operation names the company, so a
+backend cannot hand one company's value to another: keys are built from the
+company id (which cannot contain ':'), never from the caller's name alone.
+
+Each company also has an *epoch*, bumped by every invalidation. A reader notes the
+epoch when it misses and stores its value only if the epoch is unchanged, so a
+read that raced with a write never re-caches the pre-write value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+class CacheBackend(Protocol):
+    name: str
+
+    async def get(self, company: str, name: str) -> tuple[bytes | None, int]:
+        """The cached value (or None) and the company's current epoch."""
+        ...
+
+    async def put(self, company: str, name: str, value: bytes, ttl: float, epoch: int) -> bool:
+        """Store `value` for `ttl` seconds if the company's epoch is still `epoch`."""
+        ...
+
+    async def invalidate(self, company: str, names: list[str]) -> int:
+        """Drop the company's entries named exactly, or by prefix for names ending in '*'.
+
+        Bumps the company's epoch; returns how many entries were dropped.
+        """
+        ...
+
+    async def ping(self) -> None: ...
+
+
+def matches(name: str, patterns: list[str]) -> bool:
+    return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)
+
+
+class MemoryCache:
+    """In-process entries with a size bound (least recently used go first)."""
+
+    name = "memory"
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+        self._epochs: dict[str, int] = {}
+
+    async def get(self, company: str, name: str) -> tuple[bytes | None, int]:
+        epoch = self._epochs.get(company, 0)
+        entry = self._entries.get((company, name))
+        if entry is None:
+            return None, epoch
+        expires, value = entry
+        if expires <= time.monotonic():
+            del self._entries[(company, name)]
+            return None, epoch
+        self._entries.move_to_end((company, name))
+        return value, epoch
+
+    async def put(self, company: str, name: str, value: bytes, ttl: float, epoch: int) -> bool:
+        if self._epochs.get(company, 0) != epoch:
+            return False
+        self._entries[(company, name)] = (time.monotonic() + ttl, value)
+        self._entries.move_to_end((company, name))
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return True
+
+    async def invalidate(self, company: str, names: list[str]) -> int:
+        self._epochs[company] = self._epochs.get(company, 0) + 1
+        doomed = [k for k in self._entries if k[0] == company and matches(k[1], names)]
+        for key in doomed:
+            del self._entries[key]
+        return len(doomed)
+
+    async def ping(self) -> None:
+        return None
+
+
+# KEYS: value, epoch, index.  ARGV: value bytes, ttl ms, expected epoch, expires-at ms, name.
+_PUT = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+return 1
+"""
+
+# KEYS: epoch, index.  ARGV: value-key prefix, now ms, patterns...
+_INVALIDATE = """
+redis.call('INCR', KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+local dropped = 0
+for _, name in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  for i = 3, #ARGV do
+    local p = ARGV[i]
+    local hit
+    if string.sub(p, -1) == '*' then
+      hit = string.sub(name, 1, #p - 1) == string.sub(p, 1, -2)
+    else
+      hit = name == p
+    end
+    if hit then
+      dropped = dropped + redis.call('DEL', ARGV[1] .. name)
+      redis.call('ZREM', KEYS[2], name)
+      break
+    end
+  end
+end
+return dropped
+"""
+
+
+class RedisCache:
+    """Entries as Redis strings with a TTL; a sorted set per company indexes its names.
+
+    Keys carry the company in a hash tag ({acme}) so one company's keys share a
+    cluster slot and the scripts stay valid on Redis Cluster.
+    """
+
+    name = "redis"
+
+    def __init__(self, redis: Redis, prefix: str = "tenantry:cache:") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._put = redis.register_script(_PUT)
+        self._invalidate = redis.register_script(_INVALIDATE)
+
+    def _keys(self, company: str) -> tuple[str, str, str]:
+        base = f"{self.prefix}{{{company}}}:"
+        return f"{base}v:", f"{base}epoch", f"{base}names"
+
+    async def get(self, company: str, name: str) -> tuple[bytes | None, int]:
+        values, epoch_key, _ = self._keys(company)
+        value, epoch = await self.redis.mget(values + name, epoch_key)
+        return value, int(epoch or 0)
+
+    async def put(self, company: str, name: str, value: bytes, ttl: float, epoch: int) -> bool:
+        values, epoch_key, index = self._keys(company)
+        ttl_ms = max(1, round(ttl * 1000))
+        expires = round(time.time() * 1000) + ttl_ms
+        args: list[bytes | str | int] = [value, ttl_ms, epoch, expires, name]
+        stored = await self._put(keys=[values + name, epoch_key, index], args=args)
+        return bool(stored)
+
+    async def invalidate(self, company: str, names: list[str]) -> int:
+        values, epoch_key, index = self._keys(company)
+        now = round(time.time() * 1000)
+        dropped = await self._invalidate(keys=[epoch_key, index], args=[values, now, *names])
+        return int(dropped)
+
+    async def ping(self) -> None:
+        await self.redis.ping()  # type: ignore[misc]  # redis-py types ping as sync|async

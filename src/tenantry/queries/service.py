@@ -1,0 +1,403 @@
+"""`QueryOptimizer`: the one object the rest of Tenantry talks to about queries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from tenantry.auth import validate_company_id
+from tenantry.context import company_scope
+from tenantry.db import Database
+from tenantry.errors import ServiceUnavailable
+from tenantry.queries import advisor, explain
+from tenantry.queries.backends import CacheBackend, MemoryCache, RedisCache
+from tenantry.queries.cache import ReadCache
+from tenantry.queries.monitor import NO_COMPANY, QueryMonitor, Series, merge_series
+from tenantry.queries.replicas import ReplicaGate, ReplicaRouter
+
+if TYPE_CHECKING:
+    from tenantry.container import Services
+
+log = logging.getLogger("tenantry.queries")
+T = TypeVar("T")
+_CACHE_STATS_KEY = "tenantry:queries:cache"
+
+
+class QueryOptimizer:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        redis: Redis | None = None,
+        slow_query_ms: float = 1000.0,
+        cache_ttl: float = 300.0,
+        explain_timeout_ms: int = 5000,
+        replica_urls: Iterable[str] = (),
+        replica_gate: ReplicaGate | None = None,
+        flush_seconds: float = 5.0,
+        cache_backend: CacheBackend | None = None,
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.cache_ttl = cache_ttl
+        self.explain_timeout_ms = explain_timeout_ms
+        self.flush_seconds = flush_seconds
+        self.monitor = QueryMonitor(slow_query_ms=slow_query_ms)
+        self.monitor.attach(db.engine)
+        backend = cache_backend or (RedisCache(redis) if redis is not None else MemoryCache())
+        self.cache = ReadCache(backend)
+        self.replicas = ReplicaRouter(
+            db, list(replica_urls), replica_gate or _off, monitor=self.monitor
+        )
+        self._tools: AsyncEngine | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._cache_flushed: dict[str, tuple[int, int]] = {}
+
+    # --- life cycle -------------------------------------------------------------
+    def attach(self, engine: Any) -> None:
+        """Time every statement of another engine (the application's own, say)."""
+        self.monitor.attach(engine)
+
+    def start(self) -> None:
+        if self.redis is not None and self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_forever(), name="query-metrics")
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+            with contextlib.suppress(Exception):
+                await self.flush()
+        self.monitor.detach_all()
+        await self.replicas.dispose()
+        if self._tools is not None:
+            await self._tools.dispose()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except Exception as exc:  # Redis away: figures stay local and go next time
+                log.debug("query metrics flush failed: %s", exc)
+
+    async def flush(self) -> None:
+        """Adds this process's figures into Redis, so every process reads the same totals."""
+        if self.redis is None:
+            return
+        await self.monitor.flush(self.redis)
+        # Counts as of now; reads that land while Redis answers go in the next flush.
+        snapshot = {c: (s.hits, s.misses) for c, s in self.cache.stats.items()}
+        deltas = {}
+        for company, (hits, misses) in snapshot.items():
+            flushed_hits, flushed_misses = self._cache_flushed.get(company, (0, 0))
+            if (hits, misses) != (flushed_hits, flushed_misses):
+                deltas[company] = (hits - flushed_hits, misses - flushed_misses)
+        if deltas:
+            pipe = self.redis.pipeline(transaction=True)
+            for company, (hits, misses) in deltas.items():
+                pipe.hincrby(_CACHE_STATS_KEY, f"{company}:hits", hits)
+                pipe.hincrby(_CACHE_STATS_KEY, f"{company}:misses", misses)
+            await pipe.execute()
+            self._cache_flushed.update({c: snapshot[c] for c in deltas})
+
+    # --- the read cache ---------------------------------------------------------
+    async def optimized_read(
+        self,
+        company_id: str,
+        name: str,
+        fn: Callable[[AsyncSession], Awaitable[T]],
+        cache_ttl: float | None = None,
+    ) -> Any:
+        """`fn(session)` for `company_id`, cached under `name` in that company's namespace.
+
+        Concurrent misses of one key run `fn` once; on a replica when they are on.
+        """
+        ttl = self.cache_ttl if cache_ttl is None else cache_ttl
+
+        async def load() -> T:
+            with company_scope(company_id):
+                return await self.replicas.read(company_id, fn)
+
+        return await self.cache.read(company_id, name, load, ttl)
+
+    async def optimized_write(
+        self,
+        company_id: str,
+        fn: Callable[[AsyncSession], Awaitable[T]],
+        invalidates: Iterable[str] = (),
+    ) -> T:
+        """`fn(session)` on the primary in a transaction, then drops that company's reads.
+
+        `invalidates` holds cache names, or prefixes ending in '*'; other companies'
+        entries are never touched.
+        """
+        validate_company_id(company_id)
+        with company_scope(company_id):
+            async with self.db.session() as session:
+                result = await fn(session)
+        names = list(invalidates)
+        if names:
+            await self.cache.invalidate(company_id, names)
+        return result
+
+    # --- figures ------------------------------------------------------------------
+    async def _series(self) -> tuple[dict[tuple[str, str], Series], str]:
+        local = self.monitor.local_series()
+        if self.redis is None:
+            return local, "process"
+        try:
+            shared = await self.monitor.redis_series(self.redis)
+        except Exception as exc:
+            log.warning("query metrics: Redis unavailable, showing this process only: %s", exc)
+            return local, "process"
+        return merge_series(shared.items(), local.items()), "redis"
+
+    async def _shape_texts(self) -> dict[str, dict[str, Any]]:
+        texts: dict[str, dict[str, Any]] = {}
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                texts.update(await self.monitor.redis_shapes(self.redis))
+        for shape_id, info in self.monitor.shapes().items():
+            entry = texts.setdefault(shape_id, {})
+            entry.update(text=info.shape.text, dialect=info.shape.dialect)
+            if info.plan is not None:
+                entry["plan"] = info.plan
+        return texts
+
+    async def _slow_log(self) -> list[dict[str, Any]]:
+        local = [entry.as_dict() for entry in reversed(self.monitor.slow_log)]
+        if self.redis is None:
+            return local
+        try:
+            shared = await self.monitor.redis_slow(self.redis)
+        except Exception:
+            return local
+        flushed = {(e["shapeId"], e["at"]) for e in shared}
+        merged = shared + [e for e in local if (e["shapeId"], e["at"]) not in flushed]
+        return sorted(merged, key=lambda e: e["at"], reverse=True)
+
+    async def metrics(
+        self, company_id: str | None = None, slow_only: bool = False, include_plans: bool = True
+    ) -> dict[str, Any]:
+        """Figures per shape (and per company within it) and the slow-query log.
+
+        Plans show parameter values of whichever company's statement was slow first,
+        so a caller that may only see one company's data asks without them.
+        """
+        series, source = await self._series()
+        wanted = company_id or None
+        texts = await self._shape_texts()
+        per_shape: dict[str, list[tuple[str, Series]]] = {}
+        for (shape_id, company), figures in series.items():
+            if wanted is None or company == wanted:
+                per_shape.setdefault(shape_id, []).append((company, figures))
+        shapes = []
+        for shape_id, companies in per_shape.items():
+            total = Series()
+            for _, figures in companies:
+                total.merge(figures)
+            if slow_only and total.slow == 0:
+                continue
+            info = texts.get(shape_id, {})
+            shapes.append(
+                {
+                    "shapeId": shape_id,
+                    "statement": info.get("text"),
+                    "dialect": info.get("dialect"),
+                    **total.summary(),
+                    "plan": info.get("plan") if total.slow and include_plans else None,
+                    "companies": [
+                        {"companyId": None if c == NO_COMPANY else c, **f.summary()}
+                        for c, f in sorted(companies, key=lambda cf: -cf[1].total)
+                    ],
+                }
+            )
+        shapes.sort(key=lambda s: -(s["totalMs"] or 0))
+        slow = [
+            {
+                **entry,
+                "plan": texts.get(entry["shapeId"], {}).get("plan") if include_plans else None,
+            }
+            for entry in await self._slow_log()
+            if wanted is None or entry["companyId"] == wanted
+        ]
+        return {"source": source, "shapes": shapes, "slowQueries": slow}
+
+    async def statistics(self, company_id: str | None = None) -> dict[str, Any]:
+        series, source = await self._series()
+        total = Series()
+        for (_, company), figures in series.items():
+            if company_id is None or company == company_id:
+                total.merge(figures)
+        summary = total.summary()
+        return {
+            "companyId": company_id,
+            "source": source,
+            "calls": total.calls,
+            "shapes": len({k[0] for k in series if company_id is None or k[1] == company_id}),
+            "avgMs": summary["meanMs"],
+            "p50Ms": summary["p50Ms"],
+            "p95Ms": summary["p95Ms"],
+            "p99Ms": summary["p99Ms"],
+            "slowCount": total.slow,
+            "cacheHitRate": await self.cache_hit_rate(company_id),
+            "histogramBuckets": len(total.sketch.buckets),
+        }
+
+    async def cache_hit_rate(self, company_id: str | None = None) -> float | None:
+        hits = misses = 0
+        for company, stats in self.cache.stats.items():
+            if company_id is None or company == company_id:
+                flushed = self._cache_flushed.get(company, (0, 0))
+                hits += stats.hits - flushed[0]
+                misses += stats.misses - flushed[1]
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                raw = await self.redis.hgetall(_CACHE_STATS_KEY)  # type: ignore[misc]
+                for key, value in raw.items():
+                    company, _, kind = key.decode().rpartition(":")
+                    if company_id is None or company == company_id:
+                        if kind == "hits":
+                            hits += int(value)
+                        else:
+                            misses += int(value)
+        total = hits + misses
+        return round(hits / total, 4) if total else None
+
+    async def reset_metrics(self) -> None:
+        self.monitor.reset()
+        self.cache.reset_stats()
+        self._cache_flushed.clear()
+        if self.redis is not None:
+            try:
+                await self.monitor.redis_reset(self.redis)
+                await self.redis.delete(_CACHE_STATS_KEY)
+            except Exception as exc:
+                raise ServiceUnavailable(
+                    "this process's figures were reset, but Redis (which holds every "
+                    f"process's) could not be reached: {exc}; try again",
+                    details={"dependency": "redis"},
+                ) from None
+
+    # --- EXPLAIN and index advice ------------------------------------------------
+    def _tools_engine(self) -> AsyncEngine:
+        """A separate, unmonitored engine: EXPLAINs must not count as workload."""
+        if self._tools is None:
+            self._tools = create_async_engine(self.db.url, poolclass=NullPool)
+        return self._tools
+
+    async def explain_query(self, query: str) -> dict[str, Any]:
+        engine = self.db.engine if self.db.dialect != "postgresql" else self._tools_engine()
+        return await explain.explain_query(engine, query, self.explain_timeout_ms)
+
+    def workload(
+        self,
+        series: dict[tuple[str, str], Series],
+        texts: dict[str, dict[str, Any]] | None = None,
+    ) -> list[advisor.WorkloadStatement]:
+        """PostgreSQL shapes with their calls across companies (and processes, via `texts`).
+
+        Shapes this process saw carry real parameter samples; shapes only other
+        processes saw are planned generically from their $n text.
+        """
+        totals: dict[str, Series] = {}
+        for (shape_id, _), figures in series.items():
+            totals.setdefault(shape_id, Series()).merge(figures)
+        shapes = self.monitor.shapes()
+        statements = []
+        for shape_id, figures in totals.items():
+            info = shapes.get(shape_id)
+            dialect: str | None
+            text: str | None
+            if info is not None:
+                dialect, text, samples = info.shape.dialect, info.shape.text, list(info.samples)
+            else:
+                known = (texts or {}).get(shape_id, {})
+                dialect, text, samples = known.get("dialect"), known.get("text"), []
+            if dialect != "postgresql" or not text:
+                continue
+            statements.append(
+                advisor.WorkloadStatement(
+                    shape_id, text, figures.calls, figures.total * 1000, figures.rows, samples
+                )
+            )
+        return statements
+
+    async def analyze_indexes(self, max_indexes: int = 5) -> dict[str, Any]:
+        engine = self.db.engine if self.db.dialect != "postgresql" else self._tools_engine()
+        series, _ = await self._series()
+        workload = self.workload(series, await self._shape_texts())
+        return await advisor.analyze_indexes(engine, workload, max_indexes=max_indexes)
+
+    # --- health ---------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        backend = self.cache.backend
+        cache: dict[str, Any] = {"backend": backend.name, "errors": self.cache.backend_errors}
+        try:
+            await asyncio.wait_for(backend.ping(), 1.0)
+            cache["status"] = "up"
+        except Exception as exc:  # reads still work without it: reported, not fatal
+            cache["status"] = f"down ({type(exc).__name__}); reads go to the database"
+        return {
+            "shapes": len(self.monitor.shapes()),
+            "slowQueryMs": self.monitor.slow_seconds * 1000,
+            "cache": cache,
+            "replicas": self.replicas.status(),
+        }
+
+
+async def _off(_: str | None) -> bool:
+    return False
+
+
+def flag_gate(
+    is_enabled: Callable[[str, str | None], bool], key: str = "use-read-replicas"
+) -> ReplicaGate:
+    """Replicas per company from a feature flag, e.g. `flag_gate(resilience.flags.is_enabled)`."""
+
+    async def gate(company: str | None) -> bool:
+        return is_enabled(key, company)
+
+    return gate
+
+
+def setting_gate(enabled: bool) -> ReplicaGate:
+    async def gate(_: str | None) -> bool:
+        return enabled
+
+    return gate
+
+
+async def build_query_optimizer(services: Services, stack: AsyncExitStack) -> QueryOptimizer:
+    settings = services.settings
+    redis: Redis | None = None
+    if settings.effective_redis_url:
+        # Its own client with short timeouts: a hung Redis must not hang a cached read.
+        redis = Redis.from_url(
+            settings.effective_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        stack.push_async_callback(redis.aclose)
+    optimizer = QueryOptimizer(
+        services.db,
+        redis=redis,
+        slow_query_ms=settings.slow_query_ms,
+        cache_ttl=settings.query_cache_ttl_seconds,
+        explain_timeout_ms=settings.query_explain_timeout_ms,
+        replica_urls=settings.replica_urls,
+        replica_gate=setting_gate(settings.use_read_replicas),
+        flush_seconds=settings.query_metrics_flush_seconds,
+    )
+    optimizer.start()
+    stack.push_async_callback(optimizer.close)
+    return optimizer

@@ -1,0 +1,252 @@
+"""The read cache: one contract suite, run against the in-process and the Redis backend."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tenantry.errors import InvalidInput
+from tenantry.queries.backends import CacheBackend, MemoryCache, RedisCache
+from tenantry.queries.cache import ReadCache
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]:
+    if request.param == "memory":
+        yield MemoryCache()
+        return
+    url: str = request.getfixturevalue("redis_url")
+    redis = Redis.from_url(url)
+    try:
+        yield RedisCache(redis)
+    finally:
+        await redis.aclose()
+
+
+class Loader:
+    """A loader that counts its runs and can be slowed down."""
+
+    def __init__(self, value: Any, delay: float = 0.0) -> None:
+        self.value = value
+        self.delay = delay
+        self.calls = 0
+
+    async def __call__(self) -> Any:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        return self.value
+
+
+# --- the contract -----------------------------------------------------------------
+async def test_a_company_never_sees_another_companys_value(backend: CacheBackend) -> None:
+    cache = ReadCache(backend)
+    acme, globex = Loader({"owner": "acme"}), Loader({"owner": "globex"})
+    assert await cache.read("acme", "orders:list", acme, 60) == {"owner": "acme"}
+    assert await cache.read("globex", "orders:list", globex, 60) == {"owner": "globex"}
+    for _ in range(3):
+        assert await cache.read("acme", "orders:list", globex, 60) == {"owner": "acme"}
+        assert await cache.read("globex", "orders:list", acme, 60) == {"owner": "globex"}
+    assert acme.calls == globex.calls == 1
+
+
+async def test_names_cannot_forge_another_namespace(backend: CacheBackend) -> None:
+    cache = ReadCache(backend)
+    await cache.read("acme", "x", Loader("acme secret"), 60)
+    # a name shaped like another company's key still lands in the caller's namespace
+    forged = Loader("globex own")
+    assert await cache.read("globex", "}:v:x", forged, 60) == "globex own"
+    assert await cache.read("globex", "{acme}:v:x", forged, 60) == "globex own"
+    with pytest.raises(InvalidInput):
+        await cache.read("acme}:v:x", "y", forged, 60)
+
+
+async def test_concurrent_misses_run_the_loader_once(backend: CacheBackend) -> None:
+    cache = ReadCache(backend)
+    loader = Loader([1, 2, 3], delay=0.05)
+    results = await asyncio.gather(*(cache.read("acme", "report", loader, 60) for _ in range(25)))
+    assert loader.calls == 1
+    assert all(result == [1, 2, 3] for result in results)
+    # another company's concurrent miss of the same name is its own flight
+    other = Loader([9], delay=0.05)
+    results = await asyncio.gather(
+        cache.read("globex", "report", other, 60), cache.read("globex", "report", other, 60)
+    )
+    assert other.calls == 1 and results == [[9], [9]]
+
+
+async def test_a_failing_loader_fails_every_waiter_and_caches_nothing(
+    backend: CacheBackend,
+) -> None:
+    cache = ReadCache(backend)
+    calls = 0
+
+    async def broken() -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.02)
+        raise RuntimeError("database said no")
+
+    results = await asyncio.gather(
+        *(cache.read("acme", "k", broken, 60) for _ in range(5)), return_exceptions=True
+    )
+    assert calls == 1
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert await cache.read("acme", "k", Loader("fine"), 60) == "fine"
+
+
+async def test_a_cancelled_leader_does_not_strand_its_waiters(backend: CacheBackend) -> None:
+    cache = ReadCache(backend)
+    slow = Loader("slow", delay=0.2)
+    leader = asyncio.create_task(cache.read("acme", "k", slow, 60))
+    await asyncio.sleep(0.01)
+    waiter = asyncio.create_task(cache.read("acme", "k", Loader("second"), 60))
+    await asyncio.sleep(0.01)
+    leader.cancel()
+    assert await waiter == "second"
+
+
+async def test_invalidation_is_scoped_to_the_company(backend: CacheBackend) -> None:
+    cache = ReadCache(backend)
+    for company in ("acme", "globex"):
+        for name in ("orders:1", "orders:2", "users:1"):
+            await cache.read(company, name, Loader(f"{company}-{name}-v1"), 60)
+    dropped = await cache.invalidate("acme", ["orders:*"])
+    assert dropped == 2
+    fresh = Loader("v2")
+    assert await cache.read("acme", "orders:1", fresh, 60) == "v2"
+    assert await cache.read("acme", "users:1", fresh, 60) == "acme-users:1-v1"
+    assert await cache.read("globex", "orders:1", fresh, 60) == "globex-orders:1-v1"
+    assert fresh.calls == 1
+    assert await cache.invalidate("acme", ["users:1"]) == 1
+    assert await cache.read("acme", "users:1", fresh, 60) == "v2"
+
+
+async def test_a_read_racing_a_write_does_not_recache_the_old_value(
+    backend: CacheBackend,
+) -> None:
+    cache = ReadCache(backend)
+    old = Loader("before the write", delay=0.1)
+    reading = asyncio.create_task(cache.read("acme", "balance", old, 60))
+    await asyncio.sleep(0.03)  # the read has missed and is loading
+    await cache.invalidate("acme", ["balance"])  # a write commits meanwhile
+    assert await reading == "before the write"  # that caller gets what it read...
+    new = Loader("after the write")
+    assert await cache.read("acme", "balance", new, 60) == "after the write"  # ...nobody else
+    assert new.calls == 1
+
+
+async def test_entries_expire(backend: CacheBackend) -> None:
+    cache = ReadCache(backend)
+    loader = Loader("v")
+    await cache.read("acme", "k", loader, 0.05)
+    await cache.read("acme", "k", loader, 0.05)
+    assert loader.calls == 1
+    await asyncio.sleep(0.12)
+    await cache.read("acme", "k", loader, 0.05)
+    assert loader.calls == 2
+
+
+async def test_hit_rate_per_company(backend: CacheBackend) -> None:
+    cache = ReadCache(backend)
+    for _ in range(4):
+        await cache.read("acme", "k", Loader(1), 60)  # 1 miss, 3 hits
+    await cache.read("globex", "k", Loader(1), 60)  # 1 miss
+    assert cache.hit_rate("acme") == 0.75
+    assert cache.hit_rate("globex") == 0.0
+    assert cache.hit_rate("initech") is None
+    assert cache.hit_rate() == 0.6
+
+
+async def test_values_come_back_as_the_same_json_for_every_caller(backend: CacheBackend) -> None:
+    cache = ReadCache(backend)
+    first = await cache.read("acme", "k", Loader({"ids": (1, 2)}), 60)
+    second = await cache.read("acme", "k", Loader(None), 60)
+    assert first == second == {"ids": [1, 2]}
+
+
+# --- Redis down --------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_reads_answered_when_redis_is_unreachable() -> None:
+    port = _free_port()  # nothing listens here
+    redis = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
+    cache = ReadCache(RedisCache(redis), retry_after=60)
+    loader = Loader({"rows": 3})
+    for _ in range(3):
+        assert await cache.read("acme", "k", loader, 60) == {"rows": 3}
+    assert loader.calls == 3  # every read went to the database, none failed
+    assert cache.backend_errors >= 1 and cache.degraded
+    assert await cache.invalidate("acme", ["k"]) == 0  # a write's invalidation does not raise
+    await redis.aclose()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Redis server of this test alone, on a spare port (the shared one is never stopped)."""
+    server = shutil.which("redis-server")
+    assert server, "redis-server is needed (scripts/services.sh installs it)"
+    port = _free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_reads_keep_working_when_redis_stops(
+    own_redis: tuple[str, subprocess.Popen[bytes]],
+) -> None:
+    url, process = own_redis
+    redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    cache = ReadCache(RedisCache(redis), retry_after=0.2)
+    loader = Loader("from the database")
+    assert await cache.read("acme", "k", loader, 60) == "from the database"
+    assert await cache.read("acme", "k", loader, 60) == "from the database"
+    assert loader.calls == 1  # cached in Redis
+
+    process.terminate()
+    process.wait(timeout=10)
+    for _ in range(3):
+        assert await cache.read("acme", "k", loader, 60) == "from the database"
+    assert loader.calls == 4
+    assert cache.backend_errors >= 1
+    # once the retry window passes Redis is tried again (and still down: no error either)
+    await asyncio.sleep(0.25)
+    assert await cache.read("acme", "k", loader, 60) == "from the database"
+    await redis.aclose()
+
+
+async def test_the_in_process_backend_is_bounded() -> None:
+    backend = MemoryCache(max_entries=3)
+    cache = ReadCache(backend)
+    for i in range(5):
+        await cache.read("acme", f"k{i}", Loader(i), 60)
+    assert len(backend._entries) == 3
+    again = Loader("reloaded")
+    assert await cache.read("acme", "k0", again, 60) == "reloaded"  # evicted first
+    assert await cache.read("acme", "k4", again, 60) == 4  # the newest stayed
