@@ -7,8 +7,14 @@ from httpx import AsyncClient
 
 from tests.conftest import ADMIN_TOKEN, bearer
 
-PAGES = ["/admin", "/admin/queues", "/admin/queries", "/admin/circuits", "/admin/flags",
-         "/admin/storage"]
+PAGES = [
+    "/admin",
+    "/admin/queues",
+    "/admin/queries",
+    "/admin/circuits",
+    "/admin/flags",
+    "/admin/storage",
+]
 
 
 @pytest.mark.parametrize("page", PAGES)

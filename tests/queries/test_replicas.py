@@ -5,16 +5,20 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenantry.app import create_app
 from tenantry.db import Database
 from tenantry.queries.service import QueryOptimizer, setting_gate
-from tenantry.settings import async_database_url
-from tests.conftest import POSTGRES_URL
+from tenantry.settings import async_database_url, load_settings
+from tests.conftest import ADMIN, ADMIN_TOKEN, POSTGRES_URL
 
 
 def _label(url: str, name: str) -> None:
@@ -171,3 +175,28 @@ async def test_a_flag_can_gate_replicas_per_company(primary: Database, replica_u
         assert await optimizer.optimized_read("globex", "who", whoami, 0) == "primary"
     finally:
         await optimizer.close()
+
+
+async def test_the_use_read_replicas_flag_switches_replicas_on_at_run_time(
+    tmp_path: Path, postgres_url: str, replica_url: str
+) -> None:
+    """In the app: the flag, changed through the API, decides where optimized_read runs."""
+    _label(postgres_url, "primary")
+    _label(replica_url, "replica")
+    settings = load_settings(
+        data_dir=tmp_path,
+        database_url=postgres_url,
+        database_replica_urls=replica_url,
+        admin_token=ADMIN_TOKEN,
+    )
+    app = create_app(settings)
+    async with LifespanManager(app):
+        queries = app.state.services.queries
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://t") as http:
+            base = "/api/degradation/features/use-read-replicas"
+            assert await queries.optimized_read("acme", "who", whoami, 0) == "primary"
+            assert (await http.post(f"{base}/enable", headers=ADMIN)).status_code == 200
+            assert await queries.optimized_read("acme", "who", whoami, 0) == "replica"
+            assert (await http.post(f"{base}/disable", headers=ADMIN)).status_code == 200
+            assert await queries.optimized_read("acme", "who", whoami, 0) == "primary"

@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tenantry.dashboard import circuits, flags, queues
+from tenantry.dashboard import circuits, flags, queries, queues
 from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionDep, SignerDep
 from tenantry.dashboard.session import (
     COOKIE_NAME,
@@ -106,7 +106,7 @@ async def _session_or_none(request: Request) -> DashboardSession | None:
 def install(app: FastAPI) -> None:
     """Mount the dashboard: its pages, its local assets, and the login redirect."""
     app.include_router(router)
-    for page in (queues, circuits, flags):
+    for page in (queues, queries, circuits, flags):
         app.include_router(page.router, include_in_schema=False)
     app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
 

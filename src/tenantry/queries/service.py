@@ -275,6 +275,15 @@ class QueryOptimizer:
         total = hits + misses
         return round(hits / total, 4) if total else None
 
+    async def cache_hit_rates(self) -> dict[str, float | None]:
+        """The hit rate of every company the cache has served, busiest companies first."""
+        companies = set(self.cache.stats)
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                raw = await self.redis.hgetall(_CACHE_STATS_KEY)  # type: ignore[misc]
+                companies.update(key.decode().rpartition(":")[0] for key in raw)
+        return {company: await self.cache_hit_rate(company) for company in sorted(companies)}
+
     async def reset_metrics(self) -> None:
         self.monitor.reset()
         self.cache.reset_stats()
@@ -373,6 +382,8 @@ def flag_gate(
 
 
 def setting_gate(enabled: bool) -> ReplicaGate:
+    """A fixed gate, for an application that uses QueryOptimizer without flags."""
+
     async def gate(_: str | None) -> bool:
         return enabled
 
@@ -395,7 +406,11 @@ async def build_query_optimizer(services: Services, stack: AsyncExitStack) -> Qu
         cache_ttl=settings.query_cache_ttl_seconds,
         explain_timeout_ms=settings.query_explain_timeout_ms,
         replica_urls=settings.replica_urls,
-        replica_gate=setting_gate(settings.use_read_replicas),
+        # The `use-read-replicas` flag decides per company; resilience is built after
+        # queries, so the flag service is looked up at read time.
+        replica_gate=flag_gate(
+            lambda key, company: services.resilience.flags.is_enabled(key, company)
+        ),
         flush_seconds=settings.query_metrics_flush_seconds,
     )
     optimizer.start()

@@ -1,0 +1,79 @@
+"""Dashboard: statements by total time, the slow log, cache hit rates, index advice, EXPLAIN."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+
+from tenantry.dashboard.auth import ActionDep, SessionDep
+from tenantry.dashboard.session import DashboardSession
+from tenantry.dashboard.views import render
+from tenantry.deps import ServicesDep
+from tenantry.errors import TenantryError
+
+router = APIRouter(prefix="/admin/queries")
+
+
+async def _page(
+    request: Request, services: ServicesDep, session: DashboardSession, **extra: Any
+) -> HTMLResponse:
+    optimizer = services.queries
+    metrics = await optimizer.metrics()
+    return render(
+        request,
+        "queries.html",
+        session,
+        page="queries",
+        shapes=metrics["shapes"][:50],
+        slow=metrics["slowQueries"][:20],
+        statistics=await optimizer.statistics(),
+        hit_rates=await optimizer.cache_hit_rates(),
+        dialect=services.db.dialect,
+        **extra,
+    )
+
+
+@router.get("", response_class=HTMLResponse)
+async def queries_page(
+    request: Request, services: ServicesDep, session: SessionDep
+) -> HTMLResponse:
+    return await _page(request, services, session)
+
+
+@router.post("/explain", response_class=HTMLResponse)
+async def explain(
+    request: Request,
+    services: ServicesDep,
+    session: ActionDep,
+    query: Annotated[str, Form(max_length=20_000)],
+) -> HTMLResponse:
+    """The plan, or why the statement was refused, shown under the EXPLAIN box."""
+    try:
+        plan = await services.queries.explain_query(query)
+        result, error = json.dumps(plan, indent=2, default=str), None
+    except TenantryError as exc:
+        result, error = None, exc.message
+    return await _page(
+        request,
+        services,
+        session,
+        query=query,
+        live_url="/admin/queries",
+        explain_result=result,
+        explain_error=error,
+    )
+
+
+@router.get("/indexes", response_class=HTMLResponse)
+async def indexes_page(
+    request: Request, services: ServicesDep, session: SessionDep
+) -> HTMLResponse:
+    """Index advice runs on demand: it plans the whole recorded workload."""
+    try:
+        advice, error = await services.queries.analyze_indexes(), None
+    except TenantryError as exc:
+        advice, error = None, exc.message
+    return render(request, "indexes.html", session, page="queries", advice=advice, error=error)
