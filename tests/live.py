@@ -32,12 +32,14 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(cwd: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+def live_server(
+    cwd: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[LiveServer]:
     """Start the service with only `env` as its configuration; stop it afterwards."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tenantry", "serve", "--port", str(port)],
+        [sys.executable, "-m", "tenantry", "serve", "--port", str(port), *args],
         cwd=cwd,
         env={**clean, **(env or {})},
         stdout=subprocess.PIPE,
@@ -53,7 +55,7 @@ def live_server(cwd: Path, env: dict[str, str] | None = None) -> Iterator[LiveSe
         server.output, _ = process.communicate(timeout=30)
 
 
-def _wait_until_serving(server: LiveServer, timeout: float = 60) -> None:
+def _wait_until_serving(server: LiveServer, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:

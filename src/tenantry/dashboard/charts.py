@@ -6,7 +6,7 @@ no build step, and a polyline and some bars are all these pages need.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from markupsafe import Markup, escape
 
@@ -24,7 +24,9 @@ def _nice_max(value: float) -> float:
     return value
 
 
-def line_chart(series: dict[str, Sequence[float]], labels: Sequence[str], unit: str = "") -> Markup:
+def line_chart(
+    series: Mapping[str, Sequence[float]], labels: Sequence[str], unit: str = ""
+) -> Markup:
     """One polyline per series over shared x labels (oldest first)."""
     points = max((len(values) for values in series.values()), default=0)
     if points < 2:

@@ -27,7 +27,7 @@ async def _page(
         "queries.html",
         session,
         page="queries",
-        shapes=metrics["shapes"][:50],
+        shapes=metrics["shapes"][:25],
         slow=metrics["slowQueries"][:20],
         statistics=await optimizer.statistics(),
         hit_rates=await optimizer.cache_hit_rates(),

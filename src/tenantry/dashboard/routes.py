@@ -9,8 +9,9 @@ from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tenantry.dashboard import circuits, flags, queries, queues
-from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionDep, SignerDep
+from tenantry.dashboard import circuits, flags, overview, queries, queues, storage
+from tenantry.dashboard.auth import ActionDep, LoginRequired, SignerDep
+from tenantry.dashboard.history import History
 from tenantry.dashboard.session import (
     COOKIE_NAME,
     MAX_AGE_SECONDS,
@@ -84,19 +85,6 @@ async def logout(_: ActionDep) -> Response:
     return response
 
 
-@router.get("", response_class=HTMLResponse)
-async def overview(request: Request, services: ServicesDep, session: SessionDep) -> HTMLResponse:
-    ready, checks = await services.health.run_all()
-    return render(
-        request,
-        "overview.html",
-        session,
-        page="overview",
-        ready=ready,
-        checks=checks,
-    )
-
-
 async def _session_or_none(request: Request) -> DashboardSession | None:
     services = request.app.state.services
     signer = SessionSigner(services.secret_key, services.keys.admin_fingerprint)
@@ -105,8 +93,9 @@ async def _session_or_none(request: Request) -> DashboardSession | None:
 
 def install(app: FastAPI) -> None:
     """Mount the dashboard: its pages, its local assets, and the login redirect."""
+    app.state.dashboard_history = History()
     app.include_router(router)
-    for page in (queues, queries, circuits, flags):
+    for page in (overview, queues, queries, circuits, flags, storage):
         app.include_router(page.router, include_in_schema=False)
     app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
 

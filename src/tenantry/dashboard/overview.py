@@ -1,0 +1,86 @@
+"""Dashboard: the overview page, and the sampler that feeds its charts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+
+from tenantry.container import Services
+from tenantry.dashboard.auth import SessionDep
+from tenantry.dashboard.charts import bar_chart, line_chart
+from tenantry.dashboard.history import History, stop
+from tenantry.dashboard.views import render
+from tenantry.deps import ServicesDep
+
+
+async def sample(services: Services) -> dict[str, float]:
+    """One sample of the figures the overview charts over time."""
+    queues = await services.jobs.get_all_queue_stats()
+    statistics = await services.queries.statistics()
+    return {
+        "completed": float(sum(q["completed"] for q in queues.values())),
+        "failed": float(sum(q["failed"] for q in queues.values())),
+        "p95": float(statistics["p95Ms"] or 0.0),
+        "p99": float(statistics["p99Ms"] or 0.0),
+    }
+
+
+@asynccontextmanager
+async def sampling(app: FastAPI) -> AsyncIterator[None]:
+    """Runs beside the app (a router lifespan): samples every few seconds until shutdown."""
+    services: Services = app.state.services
+    history: History = app.state.dashboard_history
+    history.interval_seconds = services.settings.dashboard_sample_seconds
+    task = asyncio.create_task(history.run(lambda: sample(services)))
+    try:
+        yield
+    finally:
+        await stop(task)
+
+
+router = APIRouter(prefix="/admin", lifespan=sampling)
+
+
+@router.get("", response_class=HTMLResponse)
+async def overview(request: Request, services: ServicesDep, session: SessionDep) -> HTMLResponse:
+    ready, checks = await services.health.run_all()
+    queues = await services.jobs.get_all_queue_stats()
+    hour_ago = time.time() - 3600
+    slow = [q for q in (await services.queries.metrics())["slowQueries"] if q["at"] >= hour_ago]
+    usage = await services.storage.usage_by_company()
+    history: History = request.app.state.dashboard_history
+    return render(
+        request,
+        "overview.html",
+        session,
+        page="overview",
+        ready=ready,
+        checks=checks,
+        totals=_queue_totals(queues),
+        open_circuits=_open_circuits(services),
+        slow=slow,
+        storage_files=sum(u.total_files for u in usage),
+        storage_bytes=sum(u.total_size for u in usage),
+        jobs_chart=line_chart(history.rates("completed", "failed"), history.labels()[1:]),
+        latency_chart=line_chart(history.series("p95", "p99"), history.labels(), " ms"),
+        storage_chart=bar_chart(
+            [(u.company_id, u.total_size / 1_048_576) for u in usage], "{:.1f} MB"
+        ),
+    )
+
+
+def _queue_totals(queues: dict[str, dict[str, Any]]) -> dict[str, int]:
+    states = ("waiting", "active", "completed", "failed", "delayed")
+    return {state: sum(int(q[state]) for q in queues.values()) for state in states}
+
+
+def _open_circuits(services: Services) -> list[str]:
+    return [
+        b.name for b in services.resilience.breakers if b.state.value in ("open", "forced_open")
+    ]
