@@ -1,0 +1,53 @@
+"""The cleanup queue: remove old finished jobs and expired temporary files.
+
+Idempotent by nature: removing what is already gone changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from tenantry.jobs.queues import CLEANUP, QUEUE_NAMES
+from tenantry.jobs.registry import JobContext, job_handler
+
+
+def temp_dir(job: JobContext) -> Path:
+    return job.settings.job_temp_dir or job.settings.data_dir / "tmp"
+
+
+def remove_expired_files(directory: Path, max_age_seconds: float) -> int:
+    """Delete regular files under `directory` not modified for `max_age_seconds`."""
+    if not directory.is_dir():
+        return 0
+    cutoff = time.time() - max_age_seconds
+    removed = 0
+    for path in directory.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # removed meanwhile by someone else: fine
+            continue
+    return removed
+
+
+@job_handler(CLEANUP)
+async def cleanup(job: JobContext) -> dict[str, Any]:
+    settings = job.settings
+    services = job.require_services()
+    override = job.data.get("olderThanSeconds")
+    completed_age = settings.job_keep_completed_seconds if override is None else int(override)
+    failed_age = settings.job_keep_failed_seconds if override is None else int(override)
+    removed_jobs = 0
+    for index, queue in enumerate(QUEUE_NAMES):
+        removed_jobs += len(await services.jobs.clean(queue, "completed", completed_age, 0))
+        removed_jobs += len(await services.jobs.clean(queue, "failed", failed_age, 0))
+        await job.progress(int((index + 1) / (len(QUEUE_NAMES) + 1) * 100))
+    max_age = settings.job_temp_max_age_seconds if override is None else int(override)
+    removed_files = await asyncio.to_thread(remove_expired_files, temp_dir(job), max_age)
+    await job.log(f"removed {removed_jobs} finished job(s) and {removed_files} temporary file(s)")
+    await job.progress(100)
+    return {"jobsRemoved": removed_jobs, "filesRemoved": removed_files}

@@ -1,0 +1,88 @@
+"""The six queues Tenantry defines, and the options every job on them gets.
+
+Concurrency, attempts, backoff and retention come from settings (`JOB_*`), so a
+deployment tunes them without code. A queue name outside this list is refused
+(404 on the HTTP API) rather than silently creating a new queue in Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tenantry.errors import NotFound
+from tenantry.settings import Settings
+
+EMAIL: Final = "email"
+REPORT: Final = "report"
+AI_PROCESSING: Final = "ai-processing"
+EXPORT: Final = "export"
+NOTIFICATION: Final = "notification"
+CLEANUP: Final = "cleanup"
+
+QUEUE_NAMES: Final[tuple[str, ...]] = (EMAIL, REPORT, AI_PROCESSING, EXPORT, NOTIFICATION, CLEANUP)
+
+# Job states as BullMQ names them ("waiting" covers BullMQ's prioritized list too).
+STATES: Final[tuple[str, ...]] = ("waiting", "active", "completed", "failed", "delayed", "paused")
+
+# The company a system job (a cleanup schedule) runs for. It cannot collide with a
+# real company: company ids start with a letter or digit.
+SYSTEM_COMPANY: Final = "_system"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDefinition:
+    name: str
+    concurrency: int
+    attempts: int
+    backoff_ms: int
+    keep_completed: int
+    keep_completed_seconds: int
+    keep_failed: int
+    keep_failed_seconds: int
+
+    def job_options(self) -> dict[str, Any]:
+        """BullMQ job options (also understood by the in-process backend)."""
+        return {
+            "attempts": self.attempts,
+            "backoff": {"type": "exponential", "delay": self.backoff_ms},
+            "removeOnComplete": {
+                "count": self.keep_completed,
+                "age": self.keep_completed_seconds,
+            },
+            "removeOnFail": {"count": self.keep_failed, "age": self.keep_failed_seconds},
+        }
+
+
+def definitions(settings: Settings) -> dict[str, QueueDefinition]:
+    """Every queue's definition, from settings."""
+    concurrency = {
+        EMAIL: settings.job_concurrency_email,
+        REPORT: settings.job_concurrency_report,
+        AI_PROCESSING: settings.job_concurrency_ai_processing,
+        EXPORT: settings.job_concurrency_export,
+        NOTIFICATION: settings.job_concurrency_notification,
+        CLEANUP: settings.job_concurrency_cleanup,
+    }
+    return {
+        name: QueueDefinition(
+            name=name,
+            concurrency=concurrency[name],
+            attempts=settings.job_attempts,
+            backoff_ms=settings.job_backoff_ms,
+            keep_completed=settings.job_keep_completed,
+            keep_completed_seconds=settings.job_keep_completed_seconds,
+            keep_failed=settings.job_keep_failed,
+            keep_failed_seconds=settings.job_keep_failed_seconds,
+        )
+        for name in QUEUE_NAMES
+    }
+
+
+def check_queue(name: str) -> str:
+    if name not in QUEUE_NAMES:
+        raise NotFound(
+            f"no queue named {name!r}; the queues are {', '.join(QUEUE_NAMES)}",
+            details={"field": "queue", "allowed": list(QUEUE_NAMES)},
+        )
+    return name

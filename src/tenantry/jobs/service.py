@@ -1,0 +1,570 @@
+"""JobService: the one object the rest of Tenantry talks to about background jobs.
+
+    job_id = await services.jobs.send_email_job("acme", "a@b.c", "Hi", "welcome", {"name": "A"})
+    status = await services.jobs.get_job_status("email", job_id)
+
+Every job carries its company id in `data["companyId"]`; methods that take
+`company_id=` act only on that company's jobs (another company's job is "not
+found"), which is how a company key is confined on the HTTP API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from tenantry.auth import validate_company_id
+from tenantry.context import company_scope
+from tenantry.errors import InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
+from tenantry.jobs import queues as q
+from tenantry.jobs.backends import (
+    REDIS_DOWN,
+    ActiveJob,
+    BullMQBackend,
+    InProcessBackend,
+    JobBackend,
+    JobRecord,
+    PermanentJobError,
+    ScheduleRecord,
+    WorkerSettings,
+)
+from tenantry.jobs.handlers.export import FORMATS, KINDS
+from tenantry.jobs.registry import HandlerRegistry, JobContext
+from tenantry.jobs.registry import registry as default_registry
+from tenantry.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from tenantry.container import Services
+
+log = logging.getLogger("tenantry.jobs")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+CLEANABLE_STATES = ("completed", "failed", "delayed", "waiting", "paused")
+# A company's view of a queue is filtered from the whole queue; bound the scan.
+_COMPANY_SCAN_CHUNK = 500
+_COMPANY_SCAN_LIMIT = 20_000
+
+
+@dataclass(slots=True)
+class JobStatus:
+    """`get_job_status`: the job as stored, plus its log lines."""
+
+    job: JobRecord
+    logs: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        return self.job.state
+
+
+def validate_cron(pattern: str, tz: str | None = None) -> None:
+    """A 5- or 6-field cron pattern (seconds first, as BullMQ reads it) that fires at
+    least once (not, say, February 30th), in a known time zone; or 422 naming it."""
+    zone: tzinfo = UTC
+    if tz is not None:
+        try:
+            zone = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(
+                f"tz {tz!r} is not a known IANA time zone",
+                details={"field": "tz", "rule": "timezone", "value": tz},
+            ) from None
+    try:
+        croniter(pattern, datetime.now(zone), second_at_beginning=True).get_next(datetime)
+    except (ValueError, KeyError, TypeError) as exc:  # croniter's errors are ValueErrors
+        raise InvalidInput(
+            f"pattern {pattern!r} is not a valid cron expression: {exc}",
+            details={"field": "pattern", "rule": "cron", "value": pattern},
+        ) from None
+
+
+def check_export(kind: str, format: str, field: str) -> None:
+    if kind not in KINDS:
+        raise InvalidInput(
+            f"{field} must be one of {', '.join(KINDS)}",
+            details={"field": field, "allowed": list(KINDS)},
+        )
+    if format not in FORMATS:
+        raise InvalidInput(
+            f"format must be one of {', '.join(FORMATS)}",
+            details={"field": "format", "allowed": list(FORMATS)},
+        )
+
+
+def parse_date(value: date | str, field: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"{field} must be a date (YYYY-MM-DD), got {value!r}", details={"field": field}
+        ) from None
+
+
+def outage_is_503(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Redis unreachable: a ServiceUnavailable (503) naming it, rather than a 500.
+
+    The backends raise Redis's own errors (the job outbox relies on seeing them)."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except REDIS_DOWN as exc:
+            raise ServiceUnavailable(
+                f"the job queues' Redis is unreachable: {exc}", details={"dependency": "redis"}
+            ) from exc
+
+    return guarded
+
+
+class JobService:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: JobBackend,
+        registry: HandlerRegistry | None = None,
+        services: Services | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.registry = registry or default_registry
+        self.services = services
+        self.definitions = q.definitions(settings)
+        self._workers_running = False
+
+    @property
+    def durable(self) -> bool:
+        return self.backend.durable
+
+    # --- enqueueing ------------------------------------------------------------
+    def _options(self, queue: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        options = self.definitions[queue].job_options()
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                options[key] = value
+        return options
+
+    def _check_size(self, data: dict[str, Any]) -> None:
+        try:
+            size = len(json.dumps(data, separators=(",", ":"), allow_nan=False).encode())
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f"job data must be JSON: {exc}", details={"field": "data", "rule": "json"}
+            ) from None
+        limit = self.settings.job_max_data_bytes
+        if size > limit:
+            raise PayloadTooLarge(
+                f"job data is {size} bytes; the limit is {limit} (JOB_MAX_DATA_BYTES)",
+                details={"field": "data", "rule": "max_bytes", "limit": limit, "size": size},
+            )
+
+    @outage_is_503
+    async def add(
+        self,
+        queue: str,
+        name: str,
+        data: dict[str, Any],
+        company_id: str,
+        *,
+        attempts: int | None = None,
+        backoff_ms: int | None = None,
+        delay_ms: int | None = None,
+        job_id: str | None = None,
+    ) -> str:
+        """Enqueue a job for a company; returns its id."""
+        q.check_queue(queue)
+        if company_id != q.SYSTEM_COMPANY:
+            validate_company_id(company_id)
+        payload = {**data, "companyId": company_id}
+        self._check_size(payload)
+        overrides: dict[str, Any] = {"attempts": attempts, "delay": delay_ms, "jobId": job_id}
+        if backoff_ms is not None:
+            overrides["backoff"] = {"type": "exponential", "delay": backoff_ms}
+        return await self.backend.add(queue, name, payload, self._options(queue, overrides))
+
+    async def send_email_job(
+        self,
+        company_id: str,
+        to: str | list[str],
+        subject: str,
+        template: str,
+        data: dict[str, Any] | None = None,
+    ) -> str:
+        recipients = [to] if isinstance(to, str) else list(to)
+        return await self.add(
+            q.EMAIL,
+            "send-email",
+            {"to": recipients, "subject": subject, "template": template, "data": data or {}},
+            company_id,
+        )
+
+    async def generate_report_job(
+        self,
+        company_id: str,
+        report_type: str,
+        start: date | str,
+        end: date | str,
+        format: str = "csv",
+    ) -> str:
+        check_export(report_type, format, "reportType")
+        first, last = parse_date(start, "start"), parse_date(end, "end")
+        if last < first:
+            raise InvalidInput("end must not be before start", details={"field": "end"})
+        return await self.add(
+            q.REPORT,
+            "generate-report",
+            {
+                "reportType": report_type,
+                "start": first.isoformat(),
+                "end": last.isoformat(),
+                "format": format,
+                "requestId": uuid.uuid4().hex,
+            },
+            company_id,
+        )
+
+    async def export_data_job(
+        self, company_id: str, kind: str = "files", format: str = "csv"
+    ) -> str:
+        check_export(kind, format, "kind")
+        data = {"kind": kind, "format": format, "requestId": uuid.uuid4().hex}
+        return await self.add(q.EXPORT, "export-data", data, company_id)
+
+    async def send_notification_job(
+        self, company_id: str, url: str, event: str, payload: dict[str, Any] | None = None
+    ) -> str:
+        return await self.add(
+            q.NOTIFICATION,
+            "webhook",
+            {"url": url, "event": event, "payload": payload or {}},
+            company_id,
+        )
+
+    async def ai_processing_job(
+        self, company_id: str, task: str, input: dict[str, Any] | None = None
+    ) -> str:
+        return await self.add(
+            q.AI_PROCESSING, task, {"task": task, "input": input or {}}, company_id
+        )
+
+    async def cleanup_job(
+        self, company_id: str = q.SYSTEM_COMPANY, older_than_seconds: int | None = None
+    ) -> str:
+        return await self.add(
+            q.CLEANUP, "cleanup", {"olderThanSeconds": older_than_seconds}, company_id
+        )
+
+    # --- inspecting ------------------------------------------------------------
+    async def _job(self, queue: str, job_id: str, company_id: str | None) -> JobRecord:
+        q.check_queue(queue)
+        record = await self.backend.get(queue, job_id)
+        # Another company's job is reported exactly like a missing one.
+        if record is None or (company_id is not None and record.company_id != company_id):
+            raise NotFound(f"no job {job_id!r} in queue {queue!r}")
+        return record
+
+    @outage_is_503
+    async def get_job_status(
+        self, queue: str, job_id: str, company_id: str | None = None
+    ) -> JobStatus:
+        record = await self._job(queue, job_id, company_id)
+        return JobStatus(record, await self.backend.logs(queue, job_id))
+
+    @outage_is_503
+    async def list_jobs(
+        self,
+        queue: str,
+        state: str,
+        start: int = 0,
+        end: int = 49,
+        company_id: str | None = None,
+    ) -> list[JobRecord]:
+        q.check_queue(queue)
+        if state not in q.STATES:
+            raise InvalidInput(
+                f"state must be one of {', '.join(q.STATES)}",
+                details={"field": "state", "allowed": list(q.STATES)},
+            )
+        if start < 0 or end < start:
+            raise InvalidInput(
+                "start must be >= 0 and end >= start", details={"field": "start,end"}
+            )
+        if company_id is None:
+            return await self.backend.list_jobs(queue, state, start, end)
+        return [job async for job in self._company_jobs(queue, state, company_id)][start : end + 1]
+
+    async def _company_jobs(self, queue: str, state: str, company_id: str) -> Any:
+        for offset in range(0, _COMPANY_SCAN_LIMIT, _COMPANY_SCAN_CHUNK):
+            chunk = await self.backend.list_jobs(
+                queue, state, offset, offset + _COMPANY_SCAN_CHUNK - 1
+            )
+            for job in chunk:
+                if job.company_id == company_id:
+                    yield job
+            if len(chunk) < _COMPANY_SCAN_CHUNK:
+                return
+
+    @outage_is_503
+    async def queue_stats(self, queue: str, company_id: str | None = None) -> dict[str, Any]:
+        q.check_queue(queue)
+        paused = await self.backend.is_paused(queue)
+        if company_id is None:
+            counts = await self.backend.counts(queue)
+        else:
+            counts = {
+                state: len([job async for job in self._company_jobs(queue, state, company_id)])
+                for state in q.STATES
+            }
+        return {**counts, "isPaused": paused}
+
+    async def get_all_queue_stats(self, company_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """waiting, active, completed, failed, delayed, paused (and isPaused) per queue."""
+        return {name: await self.queue_stats(name, company_id) for name in q.QUEUE_NAMES}
+
+    # --- acting ----------------------------------------------------------------
+    @outage_is_503
+    async def retry_job(self, queue: str, job_id: str, company_id: str | None = None) -> None:
+        await self._job(queue, job_id, company_id)
+        await self.backend.retry(queue, job_id)
+
+    @outage_is_503
+    async def retry_failed(self, queue: str) -> int:
+        return await self.backend.retry_failed(q.check_queue(queue))
+
+    @outage_is_503
+    async def pause(self, queue: str) -> None:
+        await self.backend.pause(q.check_queue(queue))
+
+    @outage_is_503
+    async def resume(self, queue: str) -> None:
+        await self.backend.resume(q.check_queue(queue))
+
+    @outage_is_503
+    async def clean(
+        self, queue: str, state: str, grace_seconds: float = 0, limit: int = 1000
+    ) -> list[str]:
+        q.check_queue(queue)
+        if state not in CLEANABLE_STATES:
+            raise InvalidInput(
+                f"state must be one of {', '.join(CLEANABLE_STATES)} (active jobs are not cleaned)",
+                details={"field": "state", "allowed": list(CLEANABLE_STATES)},
+            )
+        if grace_seconds < 0 or limit < 0:
+            raise InvalidInput(
+                "graceSeconds and limit must be >= 0", details={"field": "graceSeconds"}
+            )
+        return await self.backend.clean(queue, state, int(grace_seconds * 1000), limit)
+
+    # --- schedules -------------------------------------------------------------
+    @outage_is_503
+    async def schedule_recurring_job(
+        self,
+        queue: str,
+        data: dict[str, Any],
+        cron: str | None = None,
+        *,
+        id: str,
+        every_ms: int | None = None,
+        tz: str | None = None,
+        name: str | None = None,
+        company_id: str = q.SYSTEM_COMPANY,
+    ) -> ScheduleRecord:
+        """Create or replace the schedule `id`: running it again (every deploy) keeps one."""
+        q.check_queue(queue)
+        if (cron is None) == (every_ms is None):
+            raise InvalidInput(
+                "give exactly one of pattern (cron) and every",
+                details={"field": "pattern", "rule": "one_of_pattern_every"},
+            )
+        if not id or len(id) > 200 or ":" in id:
+            raise InvalidInput(
+                "schedule id must be 1-200 characters without ':'", details={"field": "id"}
+            )
+        repeat: dict[str, Any] = {}
+        if cron is not None:
+            validate_cron(cron, tz)
+            repeat["pattern"] = cron
+        else:
+            assert every_ms is not None
+            if every_ms < 1000:
+                raise InvalidInput(
+                    "every must be at least 1000 ms", details={"field": "every", "rule": "ge"}
+                )
+            repeat["every"] = every_ms
+        if tz:
+            repeat["tz"] = tz
+        if company_id != q.SYSTEM_COMPANY:
+            validate_company_id(company_id)
+        payload = {**data, "companyId": company_id}
+        self._check_size(payload)
+        options = self._options(queue, None)
+        return await self.backend.upsert_schedule(queue, id, repeat, name or id, payload, options)
+
+    @outage_is_503
+    async def list_schedules(self, queue: str) -> list[ScheduleRecord]:
+        return await self.backend.list_schedules(q.check_queue(queue))
+
+    @outage_is_503
+    async def get_schedule(self, queue: str, schedule_id: str) -> ScheduleRecord:
+        record = await self.backend.get_schedule(q.check_queue(queue), schedule_id)
+        if record is None:
+            raise NotFound(f"no schedule {schedule_id!r} on queue {queue!r}")
+        return record
+
+    @outage_is_503
+    async def remove_schedule(self, queue: str, schedule_id: str) -> None:
+        if not await self.backend.remove_schedule(q.check_queue(queue), schedule_id):
+            raise NotFound(f"no schedule {schedule_id!r} on queue {queue!r}")
+
+    # --- running ---------------------------------------------------------------
+    async def start_workers(self, queues: list[str] | None = None) -> None:
+        """Process `queues` (default: all six) with each queue's concurrency."""
+        if self._workers_running:
+            return
+        names = [q.check_queue(name) for name in (queues or list(q.QUEUE_NAMES))]
+        settings = WorkerSettings(
+            concurrency={name: self.definitions[name].concurrency for name in names},
+            lock_duration_ms=self.settings.job_lock_duration_ms,
+            stalled_interval_ms=self.settings.job_stalled_interval_ms,
+        )
+        await self.backend.start_workers(self.run_job, settings)
+        self._workers_running = True
+
+    async def stop_workers(self, grace_seconds: float | None = None) -> None:
+        """Stop taking jobs; active ones get `grace_seconds` (JOB_SHUTDOWN_TIMEOUT_SECONDS)."""
+        if grace_seconds is None:
+            grace_seconds = self.settings.job_shutdown_timeout_seconds
+        await self.backend.stop_workers(grace_seconds)
+        self._workers_running = False
+
+    async def run_job(self, queue: str, job: ActiveJob) -> Any:
+        """Run one job's handler with the job's company as the current company."""
+        handler = self.registry.find(queue, job.name)
+        if handler is None:
+            raise PermanentJobError(f"no handler for job {job.name!r} on queue {queue!r}")
+        company_id = job.data.get("companyId")
+        if not isinstance(company_id, str):
+            raise PermanentJobError("job data has no companyId")
+        context = JobContext(queue, job, company_id, self.settings, self.services)
+        with company_scope(company_id):
+            try:
+                return await handler(context)
+            except Exception as exc:
+                log.warning(
+                    "job %s/%s (%s, company %s, attempt %d) failed: %s",
+                    queue, job.id, job.name, company_id, context.attempt, exc,
+                )  # fmt: skip
+                raise
+
+    @outage_is_503
+    async def health(self) -> dict[str, Any]:
+        await self.backend.ping()
+        return {"backend": self.backend.kind, "durable": self.durable}
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+def make_backend(settings: Settings) -> JobBackend:
+    """BullMQ on Redis when queues are enabled and Redis is configured, else in-process."""
+    url = settings.effective_redis_url
+    if settings.enable_job_queues and url:
+        return BullMQBackend(url, prefix=settings.job_prefix, queues=q.QUEUE_NAMES)
+    return InProcessBackend(queues=q.QUEUE_NAMES)
+
+
+def load_handler_modules(settings: Settings) -> None:
+    """Import the application's handler modules (JOB_HANDLER_MODULES) so they register."""
+    for module in filter(None, (m.strip() for m in settings.job_handler_modules.split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise InvalidInput(
+                f"JOB_HANDLER_MODULES: cannot import {module!r}: {exc}",
+                details={"field": "JOB_HANDLER_MODULES", "value": module},
+            ) from exc
+
+
+async def build_job_service(services: Services, stack: AsyncExitStack) -> JobService:
+    """The app's job service. Without Redis the handlers run in this event loop.
+
+    With Redis, what needs it (the cleanup schedule, in-app workers) starts in the
+    background: the app serves (and /ready reports Redis down) during an outage.
+    """
+    import tenantry.jobs.handlers  # noqa: F401  (registers Tenantry's handlers)
+
+    settings = services.settings
+    load_handler_modules(settings)
+    cron = cleanup_cron(settings)
+    service = JobService(settings, make_backend(settings), services=services)
+    stack.push_async_callback(service.close)
+    if not service.durable:
+        await schedule_cleanup(service, cron)
+        await service.start_workers()
+        stack.push_async_callback(service.stop_workers)
+        return service
+    stack.push_async_callback(service.stop_workers)
+    background = [asyncio.create_task(until_done(lambda: schedule_cleanup(service, cron)))]
+    if settings.job_workers_in_app:
+        background.append(asyncio.create_task(until_done(service.start_workers)))
+    stack.push_async_callback(cancel_all, background)
+    return service
+
+
+async def until_done(step: Callable[[], Awaitable[None]], pause: float = 5.0) -> None:
+    """Run `step` until it succeeds; a Redis outage at start-up is waited out, not fatal."""
+    while True:
+        try:
+            await step()
+            return
+        except Exception as exc:  # any failure here is retried: start-up must not die of it
+            log.warning("job queues not ready (%s); retrying in %.0fs", exc, pause)
+            await asyncio.sleep(pause)
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+CLEANUP_SCHEDULE_ID = "tenantry-cleanup"
+
+
+def cleanup_cron(settings: Settings) -> str | None:
+    """JOB_CLEANUP_CRON, checked now so a bad value stops start-up naming the variable."""
+    cron = settings.job_cleanup_cron.strip()
+    if not cron:
+        return None
+    try:
+        validate_cron(cron)
+    except InvalidInput as exc:
+        raise ConfigError(f"JOB_CLEANUP_CRON: {exc.message}") from None
+    return cron
+
+
+async def schedule_cleanup(service: JobService, cron: str | None) -> None:
+    """The recurring cleanup job; idempotent (one id), so safe on every start."""
+    if cron is None:
+        await service.backend.remove_schedule(q.CLEANUP, CLEANUP_SCHEDULE_ID)
+        return
+    await service.schedule_recurring_job(
+        q.CLEANUP, {}, cron, id=CLEANUP_SCHEDULE_ID, name="cleanup"
+    )
