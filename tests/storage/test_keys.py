@@ -1,0 +1,80 @@
+"""Key building and parsing: what a key may hold, and what can never get into one."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenantry.errors import InvalidInput
+from tenantry.storage.keys import SAFE_NAME_CHARS, new_key, parse_key, safe_name
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("report.pdf", "report.pdf"),
+        ("my report (final).pdf", "my-report-final-.pdf"),
+        ("Résumé.pdf", "Résumé.pdf"),
+        ("Re\u0301sume\u0301.pdf", "Résumé.pdf"),  # decomposed accents are composed (NFC)
+        ("履歴書.docx", "履歴書.docx"),
+        (".htaccess", "htaccess"),
+        ("-rf", "rf"),
+        ("evil\u202egnp.exe", "evil-gnp.exe"),  # a right-to-left override cannot disguise it
+        ("a<b>c|d?.txt", "a-b-c-d-.txt"),
+        ("%2e%2e%2f.txt", "2e-2e-2f.txt"),
+        ("x...", "x"),
+    ],
+)
+def test_safe_names(filename: str, expected: str) -> None:
+    assert safe_name(filename) == expected
+
+
+def test_long_names_keep_their_extension() -> None:
+    name = safe_name("a" * 250 + ".pdf")
+    assert len(name) == SAFE_NAME_CHARS
+    assert name.endswith(".pdf")
+
+
+@pytest.mark.parametrize(
+    "filename", ["", " ", "..", ".", "a/b", "a\\b", "a\x00b", "a\nb", "x" * 256, "\x7f"]
+)
+def test_unusable_filenames_are_refused(filename: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        safe_name(filename)
+    assert raised.value.details["field"] == "filename"
+
+
+@pytest.mark.parametrize("category", ["", "a/b", "..", "a b", "é", "x" * 65, "_x"])
+def test_bad_categories_are_refused(category: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        new_key("acme", category, "a.pdf")
+    assert raised.value.details["field"] == "category"
+
+
+def test_new_keys_parse_back_and_are_unique() -> None:
+    first = new_key("acme", "docs", "Résumé final.pdf")
+    second = new_key("acme", "docs", "Résumé final.pdf")
+    assert str(first) != str(second)
+    assert str(first).startswith("companies/acme/docs/")
+    assert parse_key(str(first)) == first
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "companies/acme/docs/../x",
+        "companies/acme/../../etc/0123456789abcdef0123456789abcdef-passwd",
+        "/companies/acme/docs/0123456789abcdef0123456789abcdef-a.pdf",
+        "companies/acme/docs/0123456789abcdef0123456789abcdef-a.pdf/",
+        "companies/acme/docs/0123456789abcdef0123456789abcdef-a\x00.pdf",
+        "companies/acme/docs/0123456789abcdef0123456789abcdef-%2e%2e",
+        "companies/acme/docs/0123456789abcdef0123456789abcdef-..",
+        "companies/acme/docs/0123456789abcdef0123456789abcdef-.hidden",
+        "companies/../docs/0123456789abcdef0123456789abcdef-a.pdf",
+        "companies/acme/docs/0123456789ABCDEF0123456789abcdef-a.pdf",
+        "companies/acme/docs\\0123456789abcdef0123456789abcdef-a.pdf",
+        "other/acme/docs/0123456789abcdef0123456789abcdef-a.pdf",
+    ],
+)
+def test_foreign_keys_are_refused(key: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_key(key)
