@@ -2,11 +2,15 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint clean
 
 ## Install and run the service on the embedded defaults (SQLite, local disk, in-process jobs).
 run: $(VENV)/.installed
 	$(VENV)/bin/tenantry serve
+
+## The same, filled with demo data on its first start (a living dashboard).
+demo: $(VENV)/.installed
+	$(VENV)/bin/tenantry serve --demo
 
 ## Install everything and run the whole test suite (ruff, mypy, pytest on SQLite and PostgreSQL).
 test:

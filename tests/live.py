@@ -27,8 +27,13 @@ def free_port() -> int:
 @dataclass
 class LiveServer:
     base_url: str
-    process: subprocess.Popen[str]
-    output: str = ""
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def output(self) -> str:
+        """Everything the service printed (read from its log file, never a pipe that fills)."""
+        return self.log.read_text(errors="replace")
 
 
 @contextmanager
@@ -38,21 +43,26 @@ def live_server(
     """Start the service with only `env` as its configuration; stop it afterwards."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tenantry", "serve", "--port", str(port), *args],
-        cwd=cwd,
-        env={**clean, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server = LiveServer(f"http://127.0.0.1:{port}", process)
+    log = cwd / f"tenantry-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tenantry", "serve", "--port", str(port), *args],
+            cwd=cwd,
+            env={**clean, **(env or {})},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log)
     try:
         _wait_until_serving(server)
         yield server
     finally:
         process.terminate()
-        server.output, _ = process.communicate(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _wait_until_serving(server: LiveServer, timeout: float = 120) -> None:
@@ -63,8 +73,9 @@ def _wait_until_serving(server: LiveServer, timeout: float = 120) -> None:
             return
         except httpx.TransportError:
             if server.process.poll() is not None:
-                output = server.process.stdout.read() if server.process.stdout else ""
-                raise RuntimeError(f"the service exited during start-up:\n{output}") from None
+                raise RuntimeError(
+                    f"the service exited during start-up:\n{server.output}"
+                ) from None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the service did not start in {timeout} s") from None
             time.sleep(0.2)

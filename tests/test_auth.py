@@ -129,3 +129,18 @@ async def test_failed_authentication_is_rate_limited(client: AsyncClient) -> Non
     limited = await client.get("/api/me", headers=ADMIN)
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) >= 1
+
+
+async def test_failed_authentication_limit_can_be_switched_off(settings_factory: Any) -> None:
+    from asgi_lifespan import LifespanManager
+    from httpx import ASGITransport
+
+    from tenantry.app import create_app
+
+    app = create_app(settings_factory(auth_failures_per_minute=0))
+    transport = ASGITransport(app=app)
+    async with LifespanManager(app), AsyncClient(transport=transport, base_url="http://t") as http:
+        for _ in range(25):
+            wrong = await http.get("/api/me", headers=bearer("wrong"))
+            assert wrong.status_code == 401
+        assert (await http.get("/api/me", headers=ADMIN)).status_code == 200

@@ -16,6 +16,7 @@ from tenantry import db as database
 from tenantry import health_routes, keys_routes
 from tenantry.auth import FailedAuthLimiter, KeyStore, load_or_create_secret
 from tenantry.container import Services
+from tenantry.dashboard import routes as dashboard
 from tenantry.errors import install_error_handlers
 from tenantry.health import HealthChecks
 from tenantry.metrics import Metrics, MetricsMiddleware
@@ -60,14 +61,46 @@ async def build_services(
         keys=KeyStore(db, admin_token),
         health=health,
         metrics=metrics or Metrics(),
-        auth_limiter=FailedAuthLimiter(),
+        auth_limiter=FailedAuthLimiter(settings.auth_failures_per_minute),
         secret_key=secret_key,
     )
     health.register("database", lambda: _check_database(db))
     if redis is not None:
         health.register("redis", lambda: _check_redis(redis))
     # Capabilities: each builds its service onto `services` below, in dependency order.
+    # Queries before the rest: its monitor then times every statement they run.
+    from tenantry.queries.service import build_query_optimizer
+
+    services.queries = await build_query_optimizer(services, stack)
+    health.register("queries", services.queries.health)
+    # Resilience before storage and jobs: they call their dependencies through its breakers.
+    from tenantry.resilience.service import build_resilience
+
+    services.resilience = await build_resilience(services, stack)
+    from tenantry.storage.service import build_storage
+
+    services.storage = build_storage(services, stack)
+    guard_storage(services)
+    health.register("storage", services.storage.health)
+    # Jobs last: its handlers use the other capabilities' services.
+    from tenantry.jobs.service import build_job_service
+
+    services.jobs = await build_job_service(services, stack)
+    health.register("jobs", services.jobs.health)
     return services
+
+
+def guard_storage(services: Services) -> None:
+    """Every call to the object store goes through the `storage` circuit breaker.
+
+    Opening a download is guarded, not its streaming; an interrupted client upload is
+    the caller's error (a 400), so it never trips the circuit.
+    """
+    from tenantry.resilience.proxy import guard_async_methods
+
+    breaker = services.resilience.breakers["storage"]
+    methods = ("put", "open", "size", "delete", "signed_url", "check")
+    services.storage.wrap_backends(lambda backend: guard_async_methods(backend, breaker, methods))
 
 
 async def _check_database(db: database.Database) -> dict[str, Any]:
@@ -81,13 +114,18 @@ async def _check_redis(redis: Redis) -> dict[str, Any]:
     return {}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastAPI:
+    """The service. With `demo`, the first start fills it with demo data (tenantry.demo)."""
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             app.state.services = await build_services(settings, stack, metrics)
+            if demo:
+                from tenantry.demo import seed_demo
+
+                await seed_demo(app.state.services)
             yield
 
     app = FastAPI(
@@ -103,4 +141,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_routes.router)
     app.include_router(keys_routes.router)
     # Capabilities' routers are mounted below.
+    from tenantry.resilience.routes import install as install_resilience
+
+    install_resilience(app)  # its routes, the circuit fallbacks, maintenance mode
+    from tenantry.queries.routes import router as queries_router
+
+    app.include_router(queries_router)
+    from tenantry.storage.routes import router as storage_router
+
+    app.include_router(storage_router)
+    from tenantry.jobs.routes import router as jobs_router
+
+    app.include_router(jobs_router)
+    dashboard.install(app)
     return app

@@ -13,6 +13,7 @@ from rich.table import Table
 from tenantry import db as database
 from tenantry.auth import KeyStore
 from tenantry.errors import TenantryError
+from tenantry.logs import configure_logging
 from tenantry.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Tenantry: storage, jobs, query insight and resilience for tenants.")
@@ -57,6 +58,9 @@ def run_with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Fill an empty service with demo data first.")
+    ] = False,
 ) -> None:
     """Run the management API and the admin dashboard."""
     import uvicorn
@@ -65,11 +69,30 @@ def serve(
 
     settings = settings_or_exit()
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, demo=demo),
         host=host or settings.host,
         port=port or settings.port,
-        log_level=settings.log_level,
+        log_config=configure_logging(settings.log_level, settings.log_format),
     )
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues to process (default: all six).")
+    ] = None,
+    processes: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to run.")] = 1,
+) -> None:
+    """Run the job workers (needs Redis). SIGTERM finishes active jobs, then exits."""
+    from tenantry.jobs.worker import WorkerConfigError, parse_queues, run_processes
+
+    settings = settings_or_exit()
+    try:
+        code = run_processes(settings, parse_queues(queues), processes)
+    except WorkerConfigError as exc:
+        errors.print(f"[red]Error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 @db_app.command("upgrade")
@@ -112,3 +135,27 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) ->
     """Revoke a key: it stops working at once."""
     info = run_with_keys(lambda keys: keys.revoke(key_id))
     console.print(f"Key {info.id} of company {info.company_id} revoked.")
+
+
+@app.command("migrate-storage")
+def migrate_storage(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would move.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check size and SHA-256 of every file at the target.")
+    ] = False,
+    switch: Annotated[
+        bool, typer.Option("--switch", help="After a clean verify, point records at the target.")
+    ] = False,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Files in flight.")] = 8,
+    retries: Annotated[int, typer.Option(min=0, max=10, help="Retries per file.")] = 3,
+) -> None:
+    """Copy every local file to the configured cloud provider; rerun to resume."""
+    from tenantry.storage.command import Mode
+    from tenantry.storage.command import migrate_storage as run
+
+    if dry_run + verify + switch > 1:
+        errors.print("Choose one of --dry-run, --verify, --switch.")
+        raise typer.Exit(2)
+    mode: Mode = "dry-run" if dry_run else "verify" if verify else "switch" if switch else "copy"
+    code = run(settings_or_exit(), mode, concurrency=concurrency, retries=retries, console=console)
+    raise typer.Exit(code)

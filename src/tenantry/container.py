@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field  # noqa: F401  (field: capability attributes below)
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -15,7 +15,10 @@ from tenantry.settings import Settings
 
 if TYPE_CHECKING:
     # Capability service types (imported for annotations only, to keep imports acyclic).
-    pass
+    from tenantry.jobs.service import JobService
+    from tenantry.queries.service import QueryOptimizer
+    from tenantry.resilience.service import ResilienceService
+    from tenantry.storage.service import StorageService
 
 
 @dataclass
@@ -30,3 +33,7 @@ class Services:
     secret_key: str
     # Each capability's service, attached by build_services() in app.py, e.g.
     # `storage: StorageService = field(init=False)`.
+    jobs: JobService = field(init=False)
+    queries: QueryOptimizer = field(init=False)
+    resilience: ResilienceService = field(init=False)
+    storage: StorageService = field(init=False)

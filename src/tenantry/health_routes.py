@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from tenantry.deps import ServicesDep, bearer_scheme, get_principal
 
@@ -19,7 +20,18 @@ async def liveness() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "A dependency is down."}})
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, dict[str, Any]] = Field(
+        description="Each dependency's status (up/down), latency and details."
+    )
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency is down."}},
+)
 async def readiness(services: ServicesDep) -> JSONResponse:
     ready, checks = await services.health.run_all()
     return JSONResponse(

@@ -43,11 +43,33 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", validation_alias="TENANTRY_LOG_LEVEL"
     )
+    log_format: Literal["text", "json"] = Field("text", validation_alias="TENANTRY_LOG_FORMAT")
+    dashboard_sample_seconds: float = Field(
+        10.0, gt=0, le=3600, validation_alias="DASHBOARD_SAMPLE_SECONDS"
+    )
+    auth_failures_per_minute: int = Field(
+        20, ge=0, validation_alias="TENANTRY_AUTH_FAILURES_PER_MINUTE"
+    )
     metrics_public: bool = Field(False, validation_alias="TENANTRY_METRICS_PUBLIC")
     auto_migrate: bool = Field(True, validation_alias="TENANTRY_AUTO_MIGRATE")
 
     # --- database ------------------------------------------------------------
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+
+    # --- queries (statement metrics, read cache, replicas) ---------------------
+    slow_query_ms: float = Field(1000.0, ge=0, validation_alias="SLOW_QUERY_MS")
+    database_replica_urls: str | None = Field(
+        None,
+        validation_alias="DATABASE_REPLICA_URLS",
+        description="Comma-separated read replica URLs used by optimized_read.",
+    )
+    query_cache_ttl_seconds: float = Field(300.0, ge=0, validation_alias="QUERY_CACHE_TTL_SECONDS")
+    query_explain_timeout_ms: int = Field(
+        5000, ge=1, le=600_000, validation_alias="QUERY_EXPLAIN_TIMEOUT_MS"
+    )
+    query_metrics_flush_seconds: float = Field(
+        5.0, gt=0, le=3600, validation_alias="QUERY_METRICS_FLUSH_SECONDS"
+    )
 
     # --- redis ---------------------------------------------------------------
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
@@ -55,8 +77,70 @@ class Settings(BaseSettings):
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias="REDIS_PORT")
     redis_password: SecretStr | None = Field(None, validation_alias="REDIS_PASSWORD")
 
+    # --- resilience (circuit breakers, feature flags) ------------------------
+    circuit_breakers: dict[str, dict[str, int | float | None]] = Field(
+        default_factory=dict,
+        validation_alias="CIRCUIT_BREAKERS",
+        description='JSON per circuit, e.g. {"database": {"timeout": 30000, "callTimeout": 5000}}.',
+    )
+    flags_refresh_seconds: float = Field(
+        30.0, gt=0, le=86400, validation_alias="FLAGS_REFRESH_SECONDS"
+    )
+    resilience_redis_sync: bool = Field(True, validation_alias="RESILIENCE_REDIS_SYNC")
+
     # --- jobs ----------------------------------------------------------------
     enable_job_queues: bool = Field(True, validation_alias="ENABLE_JOB_QUEUES")
+    job_concurrency_email: int = Field(10, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_EMAIL")
+    job_concurrency_report: int = Field(2, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_REPORT")
+    job_concurrency_ai_processing: int = Field(
+        3, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_AI_PROCESSING"
+    )
+    job_concurrency_export: int = Field(5, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_EXPORT")
+    job_concurrency_notification: int = Field(
+        20, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_NOTIFICATION"
+    )
+    job_concurrency_cleanup: int = Field(
+        1, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_CLEANUP"
+    )
+    job_attempts: int = Field(3, ge=1, le=100, validation_alias="JOB_ATTEMPTS")
+    job_backoff_ms: int = Field(1000, ge=0, validation_alias="JOB_BACKOFF_MS")
+    job_keep_completed: int = Field(1000, ge=0, validation_alias="JOB_KEEP_COMPLETED")
+    job_keep_completed_seconds: int = Field(
+        86400, ge=0, validation_alias="JOB_KEEP_COMPLETED_SECONDS"
+    )
+    job_keep_failed: int = Field(5000, ge=0, validation_alias="JOB_KEEP_FAILED")
+    job_keep_failed_seconds: int = Field(604800, ge=0, validation_alias="JOB_KEEP_FAILED_SECONDS")
+    job_max_data_bytes: int = Field(65536, ge=256, validation_alias="JOB_MAX_DATA_BYTES")
+    job_prefix: str = Field("bull", min_length=1, validation_alias="JOB_PREFIX")
+    job_lock_duration_ms: int = Field(30000, ge=200, validation_alias="JOB_LOCK_DURATION_MS")
+    job_stalled_interval_ms: int = Field(30000, ge=200, validation_alias="JOB_STALLED_INTERVAL_MS")
+    job_shutdown_timeout_seconds: float = Field(
+        30.0, ge=0, validation_alias="JOB_SHUTDOWN_TIMEOUT_SECONDS"
+    )
+    job_workers_in_app: bool = Field(False, validation_alias="JOB_WORKERS_IN_APP")
+    job_outbox_relay_seconds: float = Field(
+        1.0, gt=0, le=3600, validation_alias="JOB_OUTBOX_RELAY_SECONDS"
+    )
+    job_handler_modules: str = Field(
+        "",
+        validation_alias="JOB_HANDLER_MODULES",
+        description="Comma-separated modules imported at start so their @job_handler register.",
+    )
+    job_cleanup_cron: str = Field("0 3 * * *", validation_alias="JOB_CLEANUP_CRON")
+    job_temp_dir: Path | None = Field(None, validation_alias="JOB_TEMP_DIR")
+    job_temp_max_age_seconds: int = Field(86400, ge=0, validation_alias="JOB_TEMP_MAX_AGE_SECONDS")
+    job_export_url_expires_seconds: int = Field(
+        86400, ge=1, validation_alias="JOB_EXPORT_URL_EXPIRES_SECONDS"
+    )
+    smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
+    smtp_port: int = Field(587, ge=1, le=65535, validation_alias="SMTP_PORT")
+    smtp_username: str | None = Field(None, validation_alias="SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(None, validation_alias="SMTP_PASSWORD")
+    smtp_from: str = Field("tenantry@localhost", validation_alias="SMTP_FROM")
+    smtp_starttls: bool = Field(True, validation_alias="SMTP_STARTTLS")
+    smtp_timeout_seconds: float = Field(30.0, gt=0, validation_alias="SMTP_TIMEOUT_SECONDS")
+    webhook_secret: SecretStr | None = Field(None, validation_alias="WEBHOOK_SECRET")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, validation_alias="WEBHOOK_TIMEOUT_SECONDS")
 
     # --- storage -------------------------------------------------------------
     storage_provider: StorageProvider = Field("local", validation_alias="STORAGE_PROVIDER")
@@ -78,6 +162,26 @@ class Settings(BaseSettings):
     )
     cloudflare_r2_secret_access_key: SecretStr | None = Field(
         None, validation_alias="CLOUDFLARE_R2_SECRET_ACCESS_KEY"
+    )
+    max_upload_bytes: int = Field(
+        100 * 1024 * 1024,
+        ge=1,
+        validation_alias="MAX_UPLOAD_BYTES",
+        description="Largest file an upload may carry; larger ones are refused with 413.",
+    )
+    storage_allowed_content_types: str = Field(
+        "image/jpeg,image/png,image/gif,image/webp,application/pdf,text/plain,text/csv,"
+        "application/json,application/zip,application/octet-stream,video/mp4,audio/mpeg,"
+        "application/vnd.openxmlformats-officedocument.*",
+        validation_alias="STORAGE_ALLOWED_CONTENT_TYPES",
+        pattern=r"^\s*[\w.+-]+/[\w.+*-]+\s*(,\s*[\w.+-]+/[\w.+*-]+\s*)*$",
+        description="Comma-separated content types uploads may have; 'type/*' or a trailing"
+        " '*' allows a family. Anything else is refused with 415.",
+    )
+    storage_local_url: str | None = Field(
+        None,
+        validation_alias="STORAGE_LOCAL_URL",
+        description="Absolute base URL of this service, for local file URLs; unset: relative.",
     )
 
     @model_validator(mode="after")
@@ -118,6 +222,12 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """DATABASE_REPLICA_URLS as async SQLAlchemy URLs."""
+        raw = self.database_replica_urls or ""
+        return [async_database_url(url.strip()) for url in raw.split(",") if url.strip()]
 
 
 def async_database_url(url: str) -> str:

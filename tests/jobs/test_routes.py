@@ -76,7 +76,10 @@ async def test_health_says_whether_the_backend_is_durable(api: Any) -> None:
     response = await client.get("/api/queues/health", headers=keys["acme"])
     assert response.status_code == 200
     durable = app.state.services.settings.redis_url is not None
-    expected = {"backend": "bullmq" if durable else "in-process", "durable": durable}
+    expected: dict[str, Any] = {"backend": "bullmq" if durable else "in-process"}
+    expected["durable"] = durable
+    if durable:  # jobs enqueued while Redis is unreachable wait in the database outbox
+        expected["outboxPending"] = 0
     assert response.json() == expected
     ready = (await client.get("/ready")).json()
     assert ready["checks"]["jobs"]["status"] == "up"
@@ -277,10 +280,10 @@ async def test_an_invalid_cleanup_cron_stops_start_up_naming_the_variable(
             pass
 
 
-async def test_with_redis_down_the_app_serves_and_enqueueing_is_503(
+async def test_with_redis_down_the_app_serves_and_jobs_wait_in_the_outbox(
     settings_factory: Any,
 ) -> None:
-    """Nothing listens on port 1: start-up still completes, enqueueing fails fast and clearly."""
+    """Nothing listens on port 1: start-up still completes, and an enqueued job is kept."""
     import time
 
     application = create_app(settings_factory(redis_url="redis://127.0.0.1:1/0"))
@@ -291,9 +294,14 @@ async def test_with_redis_down_the_app_serves_and_enqueueing_is_503(
             response = await client.post(
                 "/api/queues/email/jobs", json={"name": "x", "companyId": "acme"}, headers=ADMIN
             )
-            assert response.status_code == 503
-            assert response.json()["error"]["details"] == {"dependency": "redis"}
+            assert response.status_code == 201
             assert time.monotonic() - started < 20
+            job_id = response.json()["id"]
+            status = await client.get(f"/api/queues/email/jobs/{job_id}", headers=ADMIN)
+            assert status.status_code == 200, status.text
+            assert status.json()["state"] == "waiting"
+            outbox = application.state.services.jobs.outbox
+            assert await outbox.pending() == 1
             health = await client.get("/api/queues/health", headers=ADMIN)
             assert health.status_code == 503
             ready = await client.get("/ready")

@@ -64,6 +64,8 @@ class JobRecord:
     processed_at: int | None = None
     finished_at: int | None = None
     delay_ms: int = 0
+    # Still in the database outbox (enqueued while Redis was unreachable).
+    outboxed: bool = False
 
     @property
     def company_id(self) -> str | None:

@@ -83,6 +83,7 @@ class JobOutbox:
             name=row.name,
             data=json.loads(row.data),
             state="waiting",
+            outboxed=True,
             attempts=int(options.get("attempts", 1)),
             created_at=int(row.created_at.timestamp() * 1000) if row.created_at else now_ms(),
         )

@@ -41,8 +41,10 @@ from tenantry.jobs.backends import (
     WorkerSettings,
 )
 from tenantry.jobs.handlers.export import FORMATS, KINDS
+from tenantry.jobs.outbox import Enqueue, JobOutbox
 from tenantry.jobs.registry import HandlerRegistry, JobContext
 from tenantry.jobs.registry import registry as default_registry
+from tenantry.resilience.breaker import CallTimeoutError, CircuitOpenError
 from tenantry.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -141,6 +143,8 @@ class JobService:
         backend: JobBackend,
         registry: HandlerRegistry | None = None,
         services: Services | None = None,
+        outbox: JobOutbox | None = None,
+        enqueue: Enqueue | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -148,6 +152,10 @@ class JobService:
         self.services = services
         self.definitions = q.definitions(settings)
         self._workers_running = False
+        # With Redis: jobs that cannot reach it wait in the database outbox (jobs/outbox.py),
+        # and `enqueue` (the backend's add behind the `redis` circuit) is how they get there.
+        self.outbox = outbox
+        self.enqueue: Enqueue = enqueue or backend.add
 
     @property
     def durable(self) -> bool:
@@ -194,10 +202,18 @@ class JobService:
             validate_company_id(company_id)
         payload = {**data, "companyId": company_id}
         self._check_size(payload)
+        if job_id is None and self.outbox is not None:
+            job_id = new_job_id()  # known before enqueueing, so an outboxed job keeps it
         overrides: dict[str, Any] = {"attempts": attempts, "delay": delay_ms, "jobId": job_id}
         if backoff_ms is not None:
             overrides["backoff"] = {"type": "exponential", "delay": backoff_ms}
-        return await self.backend.add(queue, name, payload, self._options(queue, overrides))
+        options = self._options(queue, overrides)
+        try:
+            return await self.enqueue(queue, name, payload, options)
+        except (*REDIS_DOWN, CircuitOpenError, CallTimeoutError):
+            if self.outbox is None:
+                raise
+            return await self.outbox.put(queue, name, payload, options)
 
     async def send_email_job(
         self,
@@ -274,7 +290,14 @@ class JobService:
     # --- inspecting ------------------------------------------------------------
     async def _job(self, queue: str, job_id: str, company_id: str | None) -> JobRecord:
         q.check_queue(queue)
-        record = await self.backend.get(queue, job_id)
+        try:
+            record = await self.backend.get(queue, job_id)
+        except REDIS_DOWN:
+            record = await self._outboxed(queue, job_id)
+            if record is None:
+                raise
+        if record is None:
+            record = await self._outboxed(queue, job_id)
         # Another company's job is reported exactly like a missing one.
         if record is None or (company_id is not None and record.company_id != company_id):
             raise NotFound(f"no job {job_id!r} in queue {queue!r}")
@@ -285,7 +308,12 @@ class JobService:
         self, queue: str, job_id: str, company_id: str | None = None
     ) -> JobStatus:
         record = await self._job(queue, job_id, company_id)
+        if record.outboxed:
+            return JobStatus(record, ["waiting in the outbox until Redis answers"])
         return JobStatus(record, await self.backend.logs(queue, job_id))
+
+    async def _outboxed(self, queue: str, job_id: str) -> JobRecord | None:
+        return await self.outbox.get(queue, job_id) if self.outbox is not None else None
 
     @outage_is_503
     async def list_jobs(
@@ -476,7 +504,10 @@ class JobService:
     @outage_is_503
     async def health(self) -> dict[str, Any]:
         await self.backend.ping()
-        return {"backend": self.backend.kind, "durable": self.durable}
+        details: dict[str, Any] = {"backend": self.backend.kind, "durable": self.durable}
+        if self.outbox is not None:
+            details["outboxPending"] = await self.outbox.pending()
+        return details
 
     async def close(self) -> None:
         await self.backend.close()
@@ -513,7 +544,11 @@ async def build_job_service(services: Services, stack: AsyncExitStack) -> JobSer
     settings = services.settings
     load_handler_modules(settings)
     cron = cleanup_cron(settings)
-    service = JobService(settings, make_backend(settings), services=services)
+    backend = make_backend(settings)
+    if backend.durable:
+        service = durable_service(services, backend)
+    else:
+        service = JobService(settings, backend, services=services)
     stack.push_async_callback(service.close)
     if not service.durable:
         await schedule_cleanup(service, cron)
@@ -522,10 +557,34 @@ async def build_job_service(services: Services, stack: AsyncExitStack) -> JobSer
         return service
     stack.push_async_callback(service.stop_workers)
     background = [asyncio.create_task(until_done(lambda: schedule_cleanup(service, cron)))]
+    if service.outbox is not None:
+        relay = service.outbox.run_relay(service.enqueue, settings.job_outbox_relay_seconds)
+        background.append(asyncio.create_task(relay))
     if settings.job_workers_in_app:
         background.append(asyncio.create_task(until_done(service.start_workers)))
     stack.push_async_callback(cancel_all, background)
     return service
+
+
+def durable_service(services: Services, backend: JobBackend) -> JobService:
+    """BullMQ behind the `redis` circuit, with the database outbox for Redis outages."""
+    breaker = services.resilience.breakers["redis"]
+
+    async def enqueue(queue: str, name: str, data: dict[str, Any], options: dict[str, Any]) -> str:
+        return await breaker.call_async(backend.add, queue, name, data, options)
+
+    return JobService(
+        services.settings,
+        backend,
+        services=services,
+        outbox=JobOutbox(services.db),
+        enqueue=enqueue,
+    )
+
+
+def new_job_id() -> str:
+    # A letter first: BullMQ refuses custom ids that look like its own integer ids.
+    return f"j{uuid.uuid4().hex}"
 
 
 async def until_done(step: Callable[[], Awaitable[None]], pause: float = 5.0) -> None:

@@ -101,18 +101,22 @@ def circuit(name: str, *, fallback: Any = _MISSING, fallback_status: int = 200) 
 
 
 class MaintenanceMiddleware:
-    """While `maintenance-mode` is on, every request but health, metrics and admin gets 503.
+    """While `maintenance-mode` is on, every request but health, metrics and admin's gets 503.
 
     Pure ASGI and one dict lookup per request while it is off.
     """
 
     EXEMPT = ("/health", "/ready", "/metrics")
+    # The dashboard is admin-only (its session is the admin key), so it stays usable:
+    # that is where an operator turns maintenance mode off again.
+    ADMIN_PREFIX = "/admin"
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.EXEMPT or path.startswith(self.ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
         services = getattr(scope["app"].state, "services", None)
