@@ -470,6 +470,10 @@ class _Meter:
             try:
                 chunk = await anext(chunks)
             except StopAsyncIteration:
+                if self.size == 0:  # refused before anything is kept, like an oversized one
+                    raise InvalidInput(
+                        "file is empty", details={"field": "file", "rule": "not_empty"}
+                    ) from None
                 return
             except TenantryError:
                 raise
