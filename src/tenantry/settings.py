@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     job_prefix: str = Field("bull", min_length=1, validation_alias="JOB_PREFIX")
     job_lock_duration_ms: int = Field(30000, ge=200, validation_alias="JOB_LOCK_DURATION_MS")
     job_stalled_interval_ms: int = Field(30000, ge=200, validation_alias="JOB_STALLED_INTERVAL_MS")
+    job_max_stalled_count: int = Field(1, ge=0, le=100, validation_alias="JOB_MAX_STALLED_COUNT")
     job_shutdown_timeout_seconds: float = Field(
         30.0, ge=0, validation_alias="JOB_SHUTDOWN_TIMEOUT_SECONDS"
     )

@@ -23,3 +23,11 @@ async def slow(job: JobContext) -> dict[str, Any]:
     await asyncio.sleep(float(job.data["seconds"]))
     note(job.data["trail"], f"done {os.getpid()}")
     return {"pid": os.getpid()}
+
+
+@job_handler("ai-processing", "tick")
+async def tick(job: JobContext) -> dict[str, Any]:
+    """A short job that appends its id to a trail: idempotent in effect (a set of ids)."""
+    await asyncio.sleep(float(job.data.get("seconds", 0.05)))
+    note(job.data["trail"], job.id)
+    return {}

@@ -109,6 +109,8 @@ class WorkerSettings:
     concurrency: dict[str, int]  # queue -> jobs run at once
     lock_duration_ms: int = 30000
     stalled_interval_ms: int = 30000
+    # How often a job may be recovered from a dead worker before it is failed instead.
+    max_stalled_count: int = 1
 
 
 def now_ms() -> int:
@@ -468,6 +470,7 @@ class BullMQBackend(JobBackend):
                     "concurrency": concurrency,
                     "lockDuration": settings.lock_duration_ms,
                     "stalledInterval": settings.stalled_interval_ms,
+                    "maxStalledCount": settings.max_stalled_count,
                     "autorun": False,
                 },
             )

@@ -471,6 +471,7 @@ class JobService:
             concurrency={name: self.definitions[name].concurrency for name in names},
             lock_duration_ms=self.settings.job_lock_duration_ms,
             stalled_interval_ms=self.settings.job_stalled_interval_ms,
+            max_stalled_count=self.settings.job_max_stalled_count,
         )
         await self.backend.start_workers(self.run_job, settings)
         self._workers_running = True
