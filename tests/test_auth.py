@@ -144,3 +144,10 @@ async def test_failed_authentication_limit_can_be_switched_off(settings_factory:
             wrong = await http.get("/api/me", headers=bearer("wrong"))
             assert wrong.status_code == 401
         assert (await http.get("/api/me", headers=ADMIN)).status_code == 200
+
+
+async def test_key_timestamps_carry_their_zone(client: AsyncClient) -> None:
+    created = await client.post("/api/keys", json={"companyId": "acme"}, headers=ADMIN)
+    assert created.json()["createdAt"].endswith(("Z", "+00:00"))
+    listed = await client.get("/api/keys", headers=ADMIN)
+    assert all(key["createdAt"].endswith(("Z", "+00:00")) for key in listed.json())

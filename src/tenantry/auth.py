@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,17 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back without their zone; they were stored in UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
 def _info(row: ApiKey) -> KeyInfo:
-    return KeyInfo(row.id, row.company_id, row.name, row.created_at, row.revoked_at)
+    created = _aware(row.created_at)
+    assert created is not None
+    return KeyInfo(row.id, row.company_id, row.name, created, _aware(row.revoked_at))
 
 
 class KeyStore:
