@@ -268,6 +268,9 @@ _BULL_CLEAN_TYPES = {
 }
 
 
+# How long a force-closed BullMQ worker gets to finish before its task is cancelled.
+_FORCE_CLOSE_SECONDS = 5.0
+
 # What "Redis is unreachable" looks like from redis-py (and so from bullmq).
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
@@ -504,6 +507,11 @@ class BullMQBackend(JobBackend):
             for worker in workers:
                 with contextlib.suppress(Exception):
                     await worker.close(force=True)
+        # A worker stopped while still connecting may never finish its run(): after a
+        # bounded wait, cancel what is left rather than hang the shutdown.
+        _, stuck = await asyncio.wait([*closing, *runs], timeout=_FORCE_CLOSE_SECONDS)
+        for task in stuck:
+            task.cancel()
         await asyncio.gather(*closing, *runs, return_exceptions=True)
 
     async def ping(self) -> dict[str, Any]:
