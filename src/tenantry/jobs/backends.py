@@ -504,11 +504,9 @@ class BullMQBackend(JobBackend):
         _, pending = await asyncio.wait(closing, timeout=grace_seconds)
         if pending:
             log.warning("jobs still active after %.1fs; stopping them", grace_seconds)
-            for worker in workers:
-                with contextlib.suppress(Exception):
-                    await worker.close(force=True)
-        # A worker stopped while still connecting may never finish its run(): after a
-        # bounded wait, cancel what is left rather than hang the shutdown.
+            closing += [asyncio.create_task(worker.close(force=True)) for worker in workers]
+        # A worker stopped while still connecting may never finish closing or its run():
+        # after a bounded wait, cancel what is left rather than hang the shutdown.
         _, stuck = await asyncio.wait([*closing, *runs], timeout=_FORCE_CLOSE_SECONDS)
         for task in stuck:
             task.cancel()
