@@ -42,6 +42,10 @@ class RedisSync:
         self.redis = redis
         self.breakers = breakers
         self.reload_flags = reload_flags
+        # Pub/sub channels are shared by every logical database of a Redis server: name
+        # ours after the database, so deployments that share a server never hear each other.
+        database = redis.connection_pool.connection_kwargs.get("db", 0)
+        self.channel = f"{CHANNEL}:{database}"
         self.origin = uuid.uuid4().hex
         self.connected = asyncio.Event()
         self.publish_failures = 0
@@ -91,7 +95,7 @@ class RedisSync:
         await self._guarded(self._publish({"kind": "flags", "key": key}))
 
     async def _publish(self, message: dict[str, Any]) -> None:
-        await self.redis.publish(CHANNEL, json.dumps({**message, "origin": self.origin}))
+        await self.redis.publish(self.channel, json.dumps({**message, "origin": self.origin}))
 
     async def _guarded(self, operation: Awaitable[None]) -> None:
         try:
@@ -106,7 +110,7 @@ class RedisSync:
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self.channel)
                     await self._catch_up()
                     self.connected.set()
                     delay = 0.2
