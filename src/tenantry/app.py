@@ -19,9 +19,18 @@ from tenantry.container import Services
 from tenantry.dashboard import routes as dashboard
 from tenantry.errors import install_error_handlers
 from tenantry.health import HealthChecks
+from tenantry.jobs.routes import router as jobs_router
+from tenantry.jobs.service import build_job_service
 from tenantry.metrics import Metrics, MetricsMiddleware
 from tenantry.openapi import install_openapi
+from tenantry.queries.routes import router as queries_router
+from tenantry.queries.service import build_query_optimizer
+from tenantry.resilience.proxy import guard_async_methods
+from tenantry.resilience.routes import install as install_resilience
+from tenantry.resilience.service import build_resilience
 from tenantry.settings import Settings, load_settings
+from tenantry.storage.routes import router as storage_router
+from tenantry.storage.service import build_storage
 
 log = logging.getLogger("tenantry")
 
@@ -69,22 +78,14 @@ async def build_services(
         health.register("redis", lambda: _check_redis(redis))
     # Capabilities: each builds its service onto `services` below, in dependency order.
     # Queries before the rest: its monitor then times every statement they run.
-    from tenantry.queries.service import build_query_optimizer
-
     services.queries = await build_query_optimizer(services, stack)
     health.register("queries", services.queries.health)
     # Resilience before storage and jobs: they call their dependencies through its breakers.
-    from tenantry.resilience.service import build_resilience
-
     services.resilience = await build_resilience(services, stack)
-    from tenantry.storage.service import build_storage
-
     services.storage = build_storage(services, stack)
     guard_storage(services)
     health.register("storage", services.storage.health)
     # Jobs last: its handlers use the other capabilities' services.
-    from tenantry.jobs.service import build_job_service
-
     services.jobs = await build_job_service(services, stack)
     health.register("jobs", services.jobs.health)
     return services
@@ -96,8 +97,6 @@ def guard_storage(services: Services) -> None:
     Opening a download is guarded, not its streaming; an interrupted client upload is
     the caller's error (a 400), so it never trips the circuit.
     """
-    from tenantry.resilience.proxy import guard_async_methods
-
     breaker = services.resilience.breakers["storage"]
     methods = ("put", "open", "size", "delete", "signed_url", "check")
     services.storage.wrap_backends(lambda backend: guard_async_methods(backend, breaker, methods))
@@ -140,18 +139,9 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastA
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(health_routes.router)
     app.include_router(keys_routes.router)
-    # Capabilities' routers are mounted below.
-    from tenantry.resilience.routes import install as install_resilience
-
     install_resilience(app)  # its routes, the circuit fallbacks, maintenance mode
-    from tenantry.queries.routes import router as queries_router
-
     app.include_router(queries_router)
-    from tenantry.storage.routes import router as storage_router
-
     app.include_router(storage_router)
-    from tenantry.jobs.routes import router as jobs_router
-
     app.include_router(jobs_router)
     dashboard.install(app)
     return app
