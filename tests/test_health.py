@@ -74,3 +74,20 @@ async def test_unknown_route_uses_the_error_shape(client: AsyncClient) -> None:
     assert response.json() == {
         "error": {"code": "NOT_FOUND", "message": "Not Found", "details": None}
     }
+
+
+async def test_a_stuck_dependency_cannot_hang_the_shutdown() -> None:
+    import asyncio
+    import time
+    from contextlib import AsyncExitStack
+
+    from tenantry.app import close_within
+
+    closed: list[str] = []
+    stack = AsyncExitStack()
+    stack.push_async_callback(lambda: asyncio.sleep(3600))  # never finishes
+    stack.push_async_callback(lambda: asyncio.sleep(0, closed.append("quick")))
+    started = time.monotonic()
+    await close_within(stack, 0.2)
+    assert time.monotonic() - started < 2
+    assert closed == ["quick"]  # what could close, closed

@@ -113,19 +113,30 @@ async def _check_redis(redis: Redis) -> dict[str, Any]:
     return {}
 
 
+async def close_within(stack: AsyncExitStack, seconds: float) -> None:
+    """Release every resource, but never let one stuck dependency hang a shutdown."""
+    try:
+        await asyncio.wait_for(stack.aclose(), seconds)
+    except TimeoutError:
+        log.error("shutdown: still closing after %.0f s; exiting without waiting", seconds)
+
+
 def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastAPI:
     """The service. With `demo`, the first start fills it with demo data (tenantry.demo)."""
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
+        stack = AsyncExitStack()
+        try:
             app.state.services = await build_services(settings, stack, metrics)
             if demo:
                 from tenantry.demo import seed_demo
 
                 await seed_demo(app.state.services)
             yield
+        finally:
+            await close_within(stack, settings.shutdown_timeout_seconds)
 
     app = FastAPI(
         title="Tenantry",

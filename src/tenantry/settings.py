@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         20, ge=0, validation_alias="TENANTRY_AUTH_FAILURES_PER_MINUTE"
     )
     metrics_public: bool = Field(False, validation_alias="TENANTRY_METRICS_PUBLIC")
+    shutdown_timeout_seconds: float = Field(
+        45.0, gt=0, le=3600, validation_alias="TENANTRY_SHUTDOWN_TIMEOUT_SECONDS"
+    )
     auto_migrate: bool = Field(True, validation_alias="TENANTRY_AUTO_MIGRATE")
 
     # --- database ------------------------------------------------------------
