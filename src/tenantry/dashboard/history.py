@@ -7,7 +7,6 @@ sampler runs in the app's lifespan and asks the services, like any page does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -64,7 +63,9 @@ class History:
             await asyncio.sleep(self.interval_seconds)
 
 
-async def stop(task: asyncio.Task[None]) -> None:
+async def stop(task: asyncio.Task[None], within: float = 5.0) -> None:
+    """Cancel the sampler; a probe stuck in a dependency may not hold up the shutdown."""
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    _, pending = await asyncio.wait({task}, timeout=within)
+    if pending:
+        log.warning("dashboard sampler still stopping after %.0f s; leaving it", within)
