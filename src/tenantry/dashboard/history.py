@@ -54,16 +54,20 @@ class History:
         return [time.strftime("%H:%M:%S", time.localtime(t)) for t in self.times]
 
     async def run(self, probe: Probe) -> None:
-        """Sample forever (until cancelled); a failing probe skips one sample, never the loop."""
+        """Sample forever (until cancelled); a failing probe skips one sample, never the loop.
+
+        The first sample waits one interval: a probe cut off by cancellation inside the
+        BullMQ client can outlive its cancel, so none runs during a quick start-stop.
+        """
         while True:
+            await asyncio.sleep(self.interval_seconds)
             try:
                 self.record(await probe())
             except Exception as exc:  # e.g. Redis down: the page says so; one line here
                 log.warning("dashboard sample skipped: %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(self.interval_seconds)
 
 
-async def stop(task: asyncio.Task[None], within: float = 5.0) -> None:
+async def stop(task: asyncio.Task[None], within: float = 1.0) -> None:
     """Cancel the sampler; a probe stuck in a dependency may not hold up the shutdown."""
     task.cancel()
     _, pending = await asyncio.wait({task}, timeout=within)
