@@ -78,7 +78,21 @@ class InvalidInput(TenantryError):
 
 
 class ServiceUnavailable(TenantryError):
+    """A dependency is down. Always says when to try again (Retry-After, 5 s unless given)."""
+
     status_code, code = 503, "SERVICE_UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            message, details=details, code=code, headers={"Retry-After": "5", **(headers or {})}
+        )
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
