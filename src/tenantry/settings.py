@@ -182,6 +182,11 @@ class Settings(BaseSettings):
         description="Comma-separated content types uploads may have; 'type/*' or a trailing"
         " '*' allows a family. Anything else is refused with 415.",
     )
+    # Uploads that never finished (a crash, a provider gone mid-upload) are removed by the
+    # cleanup job once this old: half-written local files, S3/R2 multipart uploads.
+    storage_incomplete_upload_max_age_seconds: int = Field(
+        86400, ge=0, validation_alias="STORAGE_INCOMPLETE_UPLOAD_MAX_AGE_SECONDS"
+    )
     storage_local_url: str | None = Field(
         None,
         validation_alias="STORAGE_LOCAL_URL",

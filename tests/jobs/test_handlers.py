@@ -242,18 +242,24 @@ async def test_cleanup_removes_old_jobs_and_expired_temp_files(
     fresh.write_text("y")
     an_hour_ago = time.time() - 3600
     os.utime(old, (an_hour_ago, an_hour_ago))
+    incoming = services.settings.upload_dir / ".incoming"  # an upload cut off by a crash
+    incoming.mkdir(parents=True)
+    (incoming / "upload-abandoned").write_text("half")
 
     done = await services.jobs.ai_processing_job("acme", "summarise", {"text": "a b c"})
     await completed(services.jobs, "ai-processing", done)
     job_id = await services.jobs.cleanup_job(older_than_seconds=60)
     status = await completed(services.jobs, "cleanup", job_id)
     assert status.job.result["filesRemoved"] == 1
+    assert status.job.result["incompleteUploadsRemoved"] == 0  # younger than a day
     assert not old.exists() and fresh.exists()
     # The ai job finished under a minute ago: kept. Now with no grace: removed.
     assert (await services.jobs.queue_stats("ai-processing"))["completed"] == 1
     job_id = await services.jobs.cleanup_job(older_than_seconds=0)
     status = await completed(services.jobs, "cleanup", job_id)
     assert status.job.result["jobsRemoved"] >= 2  # the ai job and the first cleanup job
+    assert status.job.result["incompleteUploadsRemoved"] == 1
+    assert not (incoming / "upload-abandoned").exists()
     assert (await services.jobs.queue_stats("ai-processing"))["completed"] == 0
 
 

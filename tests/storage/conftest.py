@@ -26,12 +26,14 @@ S3_ACCESS_KEY = os.environ.get("TEST_S3_ACCESS_KEY", "tenantry-test")
 S3_SECRET_KEY = os.environ.get("TEST_S3_SECRET_KEY", "tenantry-test-secret")
 
 
-def s3_admin() -> Any:
+def s3_admin(
+    endpoint: str = S3_ENDPOINT, access_key: str = S3_ACCESS_KEY, secret_key: str = S3_SECRET_KEY
+) -> Any:
     return boto3.client(
         "s3",
-        endpoint_url=S3_ENDPOINT,
-        aws_access_key_id=S3_ACCESS_KEY,
-        aws_secret_access_key=S3_SECRET_KEY,
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         region_name="us-east-1",
         config=Config(
             request_checksum_calculation="when_required",
@@ -67,13 +69,18 @@ def s3_bucket() -> Iterator[str]:
         empty_and_delete_bucket(client, name)
 
 
-def s3_objects(bucket: str) -> list[str]:
-    listing = s3_admin().list_objects_v2(Bucket=bucket)
-    return sorted(item["Key"] for item in listing.get("Contents", []))
+def s3_objects(bucket: str, client: Any = None) -> list[str]:
+    paginator = (client or s3_admin()).get_paginator("list_objects_v2")
+    return sorted(
+        item["Key"]
+        for page in paginator.paginate(Bucket=bucket)
+        for item in page.get("Contents", [])
+    )
 
 
-def s3_pending_uploads(bucket: str) -> list[str]:
-    return [u["Key"] for u in s3_admin().list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+def s3_pending_uploads(bucket: str, client: Any = None) -> list[str]:
+    listing = (client or s3_admin()).list_multipart_uploads(Bucket=bucket)
+    return [upload["Key"] for upload in listing.get("Uploads", [])]
 
 
 def s3_settings(settings_factory: Any, bucket: str, **overrides: Any) -> Settings:

@@ -30,7 +30,13 @@ from tenantry.storage.backends import PART_SIZE
 from tenantry.storage.records import RecordWriter
 from tenantry.storage.routes import router
 from tenantry.storage.service import UploadInterrupted
-from tests.storage.conftest import s3_objects, s3_pending_uploads, s3_settings, stored_files
+from tests.storage.conftest import (
+    s3_admin,
+    s3_objects,
+    s3_pending_uploads,
+    s3_settings,
+    stored_files,
+)
 
 
 @dataclass
@@ -53,6 +59,19 @@ class Harness:
         if self.bucket is not None:
             return s3_objects(self.bucket) + s3_pending_uploads(self.bucket)
         return stored_files(self.settings.upload_dir)
+
+    def abandon_an_upload(self, key: str) -> None:
+        """What a process killed mid-upload leaves: a half-written file, an open multipart."""
+        if self.bucket is not None:
+            client = s3_admin()
+            upload = client.create_multipart_upload(Bucket=self.bucket, Key=key)
+            client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x"
+            )
+        else:
+            incoming = self.settings.upload_dir / ".incoming"
+            incoming.mkdir(parents=True, exist_ok=True)
+            (incoming / "upload-abandoned").write_bytes(b"x")
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -367,3 +386,17 @@ async def test_a_provider_failure_is_a_503_naming_it(storage: Harness) -> None:
     with pytest.raises(StorageUnavailable):
         await storage.service.open(stored.key)
     assert (await storage.service.company_stats("acme")).total_files == 1
+
+
+async def test_unfinished_uploads_are_removed_once_old_enough(storage: Harness) -> None:
+    kept = await upload(storage, b"a finished file")
+    storage.abandon_an_upload("companies/acme/documents/" + "0" * 32 + "-cut-off.pdf")
+    assert len(storage.leftovers()) == 2
+
+    assert await storage.service.remove_incomplete_uploads(3600) == 0  # could still be running
+    assert len(storage.leftovers()) == 2
+    await asyncio.sleep(1.1)
+    assert await storage.service.remove_incomplete_uploads(1) == 1
+    assert storage.leftovers() == [kept.key]
+    assert await read_all(storage, kept.key) == b"a finished file"
+    assert await storage.service.remove_incomplete_uploads(0) == 0

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import quote, urlencode
@@ -32,7 +32,9 @@ from obstore.store import S3Store
 
 from tenantry.errors import InvalidInput, NotFound, ServiceUnavailable
 from tenantry.settings import Settings
+from tenantry.storage.keys import KEY_PREFIX
 from tenantry.storage.signing import UrlSigner
+from tenantry.tempfiles import remove_expired_files
 
 READ_CHUNK = 1024 * 1024
 # Multipart part size and parts in flight: bounds an upload's buffered memory
@@ -64,7 +66,7 @@ class Capabilities:
 
 
 class StorageBackend(Protocol):
-    """The six operations Tenantry needs from a place that keeps bytes under keys."""
+    """The operations Tenantry needs from a place that keeps bytes under keys."""
 
     name: str
     capabilities: Capabilities
@@ -89,6 +91,9 @@ class StorageBackend(Protocol):
 
     async def check(self) -> dict[str, Any]:
         """Raise when the provider is unreachable or refuses our credentials."""
+
+    async def remove_incomplete(self, older_than_seconds: float) -> int:
+        """Remove what unfinished uploads this old left behind; return how many."""
 
     async def close(self) -> None: ...
 
@@ -171,6 +176,10 @@ class LocalBackend:
         if not os.access(self.root, os.W_OK):
             raise PermissionError(f"{self.root} is not writable")
         return {"path": str(self.root)}
+
+    async def remove_incomplete(self, older_than_seconds: float) -> int:
+        # A file being written has a fresh mtime; one left by a crash stops ageing it.
+        return await asyncio.to_thread(remove_expired_files, self._incoming, older_than_seconds)
 
     async def close(self) -> None:
         return None
@@ -276,6 +285,28 @@ class S3Config:
             **extra,
         )
 
+    def admin_client(self) -> Any:
+        """A boto3 client for what obstore does not do (listing multipart uploads)."""
+        # Imported here: boto3 costs ~30 MB of memory, and only the cleanup job needs it.
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        return boto3.client(
+            "s3",
+            region_name=self.region,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            config=BotoConfig(
+                # No extra checksum headers (R2 rejects some); few quick retries, as above.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=10,
+                s3={"addressing_style": "path" if self.endpoint else "auto"},
+            ),
+        )
+
 
 def _secret(value: Any) -> str:
     return str(value.get_secret_value()) if value is not None else ""
@@ -357,6 +388,41 @@ class S3Backend:
         # our signature (a wrong secret is refused) without listing the bucket.
         await self.size(".tenantry-health-check")
         return {"bucket": self.config.bucket}
+
+    async def remove_incomplete(self, older_than_seconds: float) -> int:
+        """Abort multipart uploads under Tenantry's prefix started this long ago.
+
+        obstore aborts a failed upload itself, unless the provider is gone at that
+        moment (or the process dies): those uploads stay, invisible but billed, until
+        aborted here. obstore cannot list or abort them, so boto3 does (in a thread).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return await asyncio.to_thread(self._abort_uploads_before, older_than_seconds)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageBackendError(
+                f"storage provider {self.name} could not abort unfinished uploads: "
+                f"{type(exc).__name__}"
+            ) from exc
+
+    def _abort_uploads_before(self, older_than_seconds: float) -> int:
+        client = self.config.admin_client()
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        pages = client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.config.bucket, Prefix=KEY_PREFIX
+        )
+        stale = [
+            upload
+            for page in pages
+            for upload in page.get("Uploads", [])
+            if upload["Initiated"] <= cutoff
+        ]
+        for upload in stale:
+            client.abort_multipart_upload(
+                Bucket=self.config.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        return len(stale)
 
     async def close(self) -> None:
         return None

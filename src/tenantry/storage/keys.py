@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from tenantry.auth import COMPANY_ID_PATTERN
 from tenantry.errors import InvalidInput
 
+KEY_PREFIX = "companies/"  # every key Tenantry stores starts with it
 MAX_FILENAME_CHARS = 255
 SAFE_NAME_CHARS = 120  # the filename part of a key; the whole key stays far below S3's 1024 bytes
 CATEGORY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

@@ -259,6 +259,11 @@ class StorageService:
             raise
         return await self._stored(row)
 
+    async def remove_incomplete_uploads(self, older_than_seconds: float) -> int:
+        """Remove what uploads that never finished left at the provider (cleanup job)."""
+        with _provider_errors(self.provider):
+            return await self.backend.remove_incomplete(older_than_seconds)
+
     async def delete(self, key: str, *, company_id: str | None = None) -> None:
         """Remove the file and its record; the record stays if the object cannot be removed."""
         async with self.db.session() as session:

@@ -1,4 +1,5 @@
-"""The cleanup queue: remove old finished jobs and expired temporary files.
+"""The cleanup queue: remove old finished jobs, expired temporary files and what
+unfinished uploads left behind (half-written files, multipart uploads cut off).
 
 Idempotent by nature: removing what is already gone changes nothing.
 """
@@ -6,32 +7,16 @@ Idempotent by nature: removing what is already gone changes nothing.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 from tenantry.jobs.queues import CLEANUP, QUEUE_NAMES
 from tenantry.jobs.registry import JobContext, job_handler
+from tenantry.tempfiles import remove_expired_files
 
 
 def temp_dir(job: JobContext) -> Path:
     return job.settings.job_temp_dir or job.settings.data_dir / "tmp"
-
-
-def remove_expired_files(directory: Path, max_age_seconds: float) -> int:
-    """Delete regular files under `directory` not modified for `max_age_seconds`."""
-    if not directory.is_dir():
-        return 0
-    cutoff = time.time() - max_age_seconds
-    removed = 0
-    for path in directory.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed += 1
-        except FileNotFoundError:  # removed meanwhile by someone else: fine
-            continue
-    return removed
 
 
 @job_handler(CLEANUP)
@@ -49,5 +34,13 @@ async def cleanup(job: JobContext) -> dict[str, Any]:
     max_age = settings.job_temp_max_age_seconds if override is None else int(override)
     removed_files = await asyncio.to_thread(remove_expired_files, temp_dir(job), max_age)
     await job.log(f"removed {removed_jobs} finished job(s) and {removed_files} temporary file(s)")
+    # Last: if the storage provider is down, the rest is done and the job fails, visibly.
+    upload_age = settings.storage_incomplete_upload_max_age_seconds if override is None else max_age
+    removed_uploads = await services.storage.remove_incomplete_uploads(upload_age)
+    await job.log(f"removed {removed_uploads} unfinished upload(s)")
     await job.progress(100)
-    return {"jobsRemoved": removed_jobs, "filesRemoved": removed_files}
+    return {
+        "jobsRemoved": removed_jobs,
+        "filesRemoved": removed_files,
+        "incompleteUploadsRemoved": removed_uploads,
+    }
