@@ -234,3 +234,45 @@ def test_migrate_storage_needs_a_cloud_provider(
     assert "STORAGE_PROVIDER" in result.output
     both = invoke("--verify", "--switch")
     assert both.exit_code == 2
+
+
+class Unreachable:
+    """A target that is down: every store fails, as a stopped server's would."""
+
+    name = "s3"
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> None:
+        self.attempts += 1
+        raise OSError("connection refused")
+
+
+async def test_a_copy_stops_early_when_the_target_stops_answering(
+    settings_factory: Any,
+) -> None:
+    local = settings_factory()
+    contents = await upload_local_files(local)
+    db = database.Database(local.effective_database_url)
+    source = StorageService.from_settings(local, db, "secret").backend
+    target = Unreachable()
+    migration = StorageMigration(
+        db,
+        source,
+        target,  # type: ignore[arg-type]
+        concurrency=4,
+        retries=1,
+        retry_delay=0,
+    )
+    report = await migration.copy()
+    await db.dispose()
+
+    assert migration.give_up_after == 10
+    assert report.stopped_early is not None
+    assert "10 files in a row could not be copied to s3" in report.stopped_early
+    # The files in flight when it gave up fail too; the rest are left for the rerun.
+    assert 10 <= len(report.failed) < 10 + 4
+    assert report.not_attempted == len(contents) - len(report.failed)
+    assert report.copied == 0
+    assert target.attempts == len(report.failed) * 2  # each tried twice (one retry)

@@ -74,10 +74,18 @@ async def _run(migration: StorageMigration, mode: Mode, console: Console) -> int
         report = await _with_progress(console, f"Copying to {target}", files, size, migration.copy)
         console.print(
             f"Copied {report.copied}, skipped {report.skipped} already copied and verified, "
-            f"failed {len(report.failed)}."
+            f"failed {len(report.failed)}, not attempted {report.not_attempted}."
         )
         for key, problem in sorted(report.failed.items()):
             console.print(f"  [red]failed[/red] {key}: {problem}", highlight=False, soft_wrap=True)
+        if report.stopped_early:
+            console.print(
+                f"[red]Stopped early:[/red] {report.stopped_early}. "
+                f"Run migrate-storage again once {target} answers; copied files are kept.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return 1
         if report.failed:
             console.print("Run migrate-storage again to retry the failed files.")
             return 1

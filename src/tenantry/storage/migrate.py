@@ -4,7 +4,9 @@
 2. `copy()`: streams each local file to the target with bounded concurrency and
    retries, checks the bytes read match the record's size and SHA-256 and that the
    target holds that many bytes, then marks the record `migrated_to`. A rerun skips
-   marked records, so the copy can be stopped (or crash) and be resumed.
+   marked records, so the copy can be stopped (or crash) and be resumed. When the
+   target stops answering (many files in a row fail), the run stops early rather
+   than fail every remaining file slowly, one retry at a time.
 3. `verify()` (`--verify`): reads every record's object back from the target and
    compares size and SHA-256. A mismatch is reported and its mark cleared, so the
    next copy sends that file again.
@@ -51,6 +53,14 @@ class CopyReport:
     copied: int = 0
     skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    not_attempted: int = 0
+    stopped_early: str | None = None  # why the run gave up on the target
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    problem: str
+    at_target: bool  # the target failed (not the file): many in a row means it is down
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,7 @@ class StorageMigration:
         concurrency: int = 8,
         retries: int = 3,
         retry_delay: float = 0.5,
+        give_up_after: int | None = None,
     ) -> None:
         if source.name == target.name:
             raise ValueError(f"source and target are both {source.name!r}")
@@ -93,6 +104,8 @@ class StorageMigration:
         self.concurrency = max(1, concurrency)
         self.retries = max(0, retries)
         self.retry_delay = retry_delay
+        # Every worker failing twice in a row, at least 10 files: the target is down.
+        self.give_up_after = give_up_after or max(10, 2 * self.concurrency)
 
     # --- plan --------------------------------------------------------------------------
 
@@ -128,37 +141,46 @@ class StorageMigration:
 
     async def copy(self, progress: Progress | None = None) -> CopyReport:
         report = CopyReport()
+        target_failures_in_a_row = 0
 
         async def copy_one(record: FileRecord) -> None:
+            nonlocal target_failures_in_a_row
             if record.migrated_to == self.target.name:
                 report.skipped += 1
+            elif report.stopped_early:
+                report.not_attempted += 1
+            elif (failure := await self._copy_with_retries(record)) is None:
+                report.copied += 1
+                target_failures_in_a_row = 0
             else:
-                problem = await self._copy_with_retries(record)
-                if problem is None:
-                    report.copied += 1
-                else:
-                    report.failed[record.key] = problem
+                report.failed[record.key] = failure.problem
+                target_failures_in_a_row = target_failures_in_a_row + 1 if failure.at_target else 0
+                if target_failures_in_a_row >= self.give_up_after and not report.stopped_early:
+                    report.stopped_early = (
+                        f"{target_failures_in_a_row} files in a row could not be copied to "
+                        f"{self.target.name}; the last: {failure.problem}"
+                    )
             if progress:
                 progress(record.size)
 
         await self._each(self._records([self.source.name]), copy_one)
         return report
 
-    async def _copy_with_retries(self, record: FileRecord) -> str | None:
+    async def _copy_with_retries(self, record: FileRecord) -> _Failure | None:
         """None once copied and checked, or why the file could not be copied."""
         for attempt in range(self.retries + 1):
             try:
                 await self._copy(record)
                 return None
             except NotFound:
-                return "missing at the source"
+                return _Failure("missing at the source", at_target=False)
             except _SourceDiffers as exc:
-                return str(exc)
+                return _Failure(str(exc), at_target=False)
             except Exception as exc:
                 if attempt == self.retries:
-                    return f"{type(exc).__name__}: {exc}"
+                    return _Failure(f"{type(exc).__name__}: {exc}", at_target=True)
                 await asyncio.sleep(self.retry_delay * 2**attempt)
-        return "not copied"  # pragma: no cover - the loop always returns
+        return _Failure("not copied", at_target=True)  # pragma: no cover - always returned
 
     async def _copy(self, record: FileRecord) -> None:
         digest = hashlib.sha256()
