@@ -73,7 +73,8 @@ async def until_state(client: AsyncClient, job_id: str, state: str) -> dict[str,
 
 async def test_health_says_whether_the_backend_is_durable(api: Any) -> None:
     client, keys, app = api
-    response = await client.get("/api/queues/health", headers=keys["acme"])
+    assert (await client.get("/api/queues/health", headers=keys["acme"])).status_code == 403
+    response = await client.get("/api/queues/health", headers=ADMIN)
     assert response.status_code == 200
     durable = app.state.services.settings.redis_url is not None
     expected: dict[str, Any] = {"backend": "bullmq" if durable else "in-process"}

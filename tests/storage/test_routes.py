@@ -145,7 +145,9 @@ async def test_stats_for_the_company_and_for_admin(client: AsyncClient, company_
 
 
 async def test_storage_health(client: AsyncClient, company_keys: Keys) -> None:
-    response = await client.get("/api/storage/health", headers=company_keys["acme"])
+    refused = await client.get("/api/storage/health", headers=company_keys["acme"])
+    assert refused.status_code == 403  # the provider and bucket are the operator's business
+    response = await client.get("/api/storage/health", headers=ADMIN)
     assert response.status_code == 200
     assert response.json()["status"] == "up"
     assert response.json()["provider"] == "local"

@@ -9,6 +9,7 @@ import pytest
 from httpx import AsyncClient
 
 from tenantry.settings import Settings
+from tests.conftest import ADMIN
 from tests.storage.conftest import s3_objects, s3_settings
 
 
@@ -63,6 +64,6 @@ async def test_upload_sign_fetch_and_delete_on_s3(
     deleted = await client.delete(f"/api/storage/files/{body['key']}", headers=acme)
     assert deleted.status_code == 204
     assert s3_objects(s3_bucket) == []
-    health = await client.get("/api/storage/health", headers=acme)
+    health = await client.get("/api/storage/health", headers=ADMIN)
     assert health.json()["status"] == "up"
     assert health.json()["bucket"] == s3_bucket

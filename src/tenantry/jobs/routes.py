@@ -171,7 +171,7 @@ async def queue_stats(
 
 
 @router.get("/health")
-async def queue_health(services: ServicesDep, _: PrincipalDep) -> dict[str, Any]:
+async def queue_health(services: ServicesDep, _: AdminDep) -> dict[str, Any]:
     """Which backend runs the jobs, and whether it is durable (survives a restart)."""
     return await services.jobs.health()
 

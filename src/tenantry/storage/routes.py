@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tenantry.auth import Principal
-from tenantry.deps import PrincipalDep, ServicesDep
+from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
 from tenantry.schemas import ApiModel
 from tenantry.storage.keys import parse_key
 from tenantry.storage.multipart import receive_upload
@@ -196,7 +196,8 @@ async def stats(
 
 
 @router.get("/api/storage/health", responses={503: {"description": "Storage is down."}})
-async def health(services: ServicesDep, _: PrincipalDep) -> JSONResponse:
+async def health(services: ServicesDep, _: AdminDep) -> JSONResponse:
+    """The provider, its capabilities and bucket (admin only: infrastructure detail)."""
     result: dict[str, Any] = await services.health.run("storage")
     return JSONResponse(result, status_code=200 if result["status"] == "up" else 503)
 
