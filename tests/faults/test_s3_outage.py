@@ -166,7 +166,7 @@ def test_s3_stopped_mid_upload_answers_503_and_leaves_nothing_behind(
         recorded = listed_keys(http, uploads.headers)
         client = s3_client(seaweed)
         cut_off = s3_pending_uploads(BUCKET, client)
-        assert 1 <= len(cut_off) <= 3  # the big uploads the outage cut off mid-way
+        assert len(cut_off) == 3  # the big uploads the outage cut off mid-way
         cleanup = run_cleanup(http)
         assert cleanup["incompleteUploadsRemoved"] == len(cut_off)
 
@@ -200,12 +200,12 @@ def test_s3_stopped_mid_upload_answers_503_and_leaves_nothing_behind(
 
 
 def outage_under_load(seaweed: OwnSeaweed, uploads: Uploads) -> tuple[Tally, Tally]:
-    """Big paced uploads under way and small ones in a loop; stop S3 2 s in, for 5 s."""
+    """Stop S3 for 5 s once three big uploads are mid-way; small ones go on meanwhile."""
     big, small = Tally(), Tally()
     stop = threading.Event()
 
     def paced_big_upload() -> None:
-        uploads.upload(big, os.urandom(BIG), paced=5.0)
+        uploads.upload(big, os.urandom(BIG), paced=8.0)
 
     def small_uploads() -> None:
         while not stop.is_set():
@@ -214,8 +214,10 @@ def outage_under_load(seaweed: OwnSeaweed, uploads: Uploads) -> tuple[Tally, Tal
     cut_off = [threading.Thread(target=paced_big_upload) for _ in range(3)]
     for thread in cut_off:
         thread.start()
-    time.sleep(2.0)
-    seaweed.stop()  # mid-upload: each big one has sent about two of its five parts
+    client = s3_client(seaweed)
+    # Mid-upload: each big one has begun its multipart upload, none can have finished.
+    wait_until(lambda: len(s3_pending_uploads(BUCKET, client)) == 3, 7, "3 multipart uploads")
+    seaweed.stop()
     looping = threading.Thread(target=small_uploads)
     looping.start()
     time.sleep(OUTAGE_SECONDS)
