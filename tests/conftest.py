@@ -9,8 +9,6 @@ cleans it up.
 from __future__ import annotations
 
 import os
-import random
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,12 +16,12 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis as redis_sync
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from tenantry.app import create_app
 from tenantry.settings import Settings, load_settings
+from tests.redis_lease import leased_redis_db
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -48,34 +46,9 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis logical database (1-15) leased to this test alone, flushed before and after.
-
-    Leases are keys in db 0 set with NX, so concurrent pytest processes never share a db.
-    """
-    control = redis_sync.Redis.from_url(f"{REDIS_URL}/0")
-    lease = f"tenantry-test-lease:{os.getpid()}:{uuid.uuid4().hex}"
-    db = None
-    deadline = time.monotonic() + 120
-    while db is None:
-        for candidate in random.sample(range(1, 16), 15):
-            if control.set(f"tenantry-test-db:{candidate}", lease, nx=True, ex=900):
-                db = candidate
-                break
-        else:
-            if time.monotonic() > deadline:
-                raise RuntimeError("no free Redis db for this test in 120 s")
-            time.sleep(0.2)
-    url = f"{REDIS_URL}/{db}"
-    client = redis_sync.Redis.from_url(url)
-    client.flushdb()
-    try:
+    """A Redis logical database (1-15) leased to this test alone, flushed before and after."""
+    with leased_redis_db(REDIS_URL) as url:
         yield url
-    finally:
-        client.flushdb()
-        client.close()
-        if control.get(f"tenantry-test-db:{db}") == lease.encode():
-            control.delete(f"tenantry-test-db:{db}")
-        control.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

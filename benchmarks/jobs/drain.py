@@ -34,13 +34,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import redis as redis_sync
+
+# The tests' Redis-db lease, so a benchmark never takes a db a running test holds.
+from tests.redis_lease import leased_redis_db
 
 CONCURRENCY = 10
 QUEUE = "email"
@@ -338,37 +339,6 @@ REQUIRES = {"dramatiq": "dramatiq", "celery": "celery", "saq": "saq", "arq": "ar
 # --------------------------------------------------------------------------- harness
 
 
-@contextmanager
-def leased_db() -> Iterator[str]:
-    """A Redis db 1-15 nobody else holds (the tests' lease keys), flushed before and after."""
-    control = redis_sync.Redis.from_url(f"{REDIS}/0")
-    lease = f"tenantry-bench-lease:{os.getpid()}:{uuid.uuid4().hex}"
-    deadline = time.monotonic() + 120
-    while True:
-        free = (
-            d
-            for d in range(15, 0, -1)
-            if control.set(f"tenantry-test-db:{d}", lease, nx=True, ex=900)
-        )
-        db = next(free, None)
-        if db is not None:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError("no free Redis db in 120 s")
-        time.sleep(0.2)
-    url = f"{REDIS}/{db}"
-    client = redis_sync.Redis.from_url(url)
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
-        if control.get(f"tenantry-test-db:{db}") == lease.encode():
-            control.delete(f"tenantry-test-db:{db}")
-        control.close()
-
-
 def run_one(name: str, url: str, n: int) -> None:
     """In the child process: run one contestant and print its timing as JSON."""
     outcome = CONTESTANTS[name][1](url, n)
@@ -385,7 +355,7 @@ def measure(name: str, n: int, timeout: float) -> dict[str, Any]:
             __import__(module)
         except ImportError:
             return {"error": f"not installed (pip install {module})"}
-    with leased_db() as url:
+    with leased_redis_db(REDIS, owner="bench") as url:
         command = [sys.executable, "-m", "benchmarks.jobs.drain", "--run", name, "--url", url,
                    "--jobs", str(n)]  # fmt: skip
         child = subprocess.Popen(
