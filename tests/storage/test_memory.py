@@ -1,4 +1,4 @@
-"""Uploads stream: a 320 MB upload keeps resident memory far below the file's size.
+"""Uploads stream: a 1 GB upload keeps resident memory far below the file's size.
 
 Measured in separate processes so the figure is the upload's alone: once through
 StorageService (local disk and S3), once through the real HTTP server (`tenantry
@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import ADMIN_TOKEN
 from tests.storage.conftest import S3_ACCESS_KEY, S3_ENDPOINT, S3_SECRET_KEY, stored_files
 
-UPLOAD_MB = 320
+UPLOAD_MB = 1024
 PEAK_LIMIT_MB = 150
 
 pytestmark = pytest.mark.skipif(

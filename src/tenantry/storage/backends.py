@@ -331,10 +331,12 @@ class S3Backend:
                     self.store, key, head, attributes=attributes, use_multipart=False
                 )
             else:
+                parts = _prepend(head, stream)
+                del head  # the first part is then held only until it is sent
                 await obstore.put_async(
                     self.store,
                     key,
-                    _prepend(head, stream),
+                    parts,
                     attributes=attributes,
                     chunk_size=PART_SIZE,
                     max_concurrency=PART_CONCURRENCY,
@@ -448,6 +450,7 @@ async def _read_up_to(stream: AsyncIterator[bytes], limit: int) -> tuple[bytes, 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     yield first
+    del first  # not kept for the rest of a long upload
     async for chunk in rest:
         yield chunk
 
