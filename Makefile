@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run demo test lint clean
+.PHONY: run demo test bench-setup lint clean
 
 ## Install and run the service on the embedded defaults (SQLite, local disk, in-process jobs).
 run: $(VENV)/.installed
@@ -15,6 +15,10 @@ demo: $(VENV)/.installed
 ## Install everything and run the whole test suite (ruff, mypy, pytest on SQLite and PostgreSQL).
 test:
 	scripts/test.sh
+
+## Install the benchmarks' peers (the [bench] extra, arq, rclone) and start the services.
+bench-setup:
+	scripts/bench-setup.sh
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks
