@@ -113,6 +113,52 @@ async def test_a_cancelled_leader_does_not_strand_its_waiters(backend: CacheBack
     assert await waiter == "second"
 
 
+async def test_processes_sharing_a_backend_run_the_loader_once(backend: CacheBackend) -> None:
+    """Two caches on one backend stand for two processes on one Redis."""
+    first, second = ReadCache(backend), ReadCache(backend)
+    loads = Loader({"rows": 3}, delay=0.1)
+    reads = [cache.read("acme", "hot", loads, 60) for cache in (first, second) for _ in range(5)]
+    assert await asyncio.gather(*reads) == [{"rows": 3}] * 10
+    assert loads.calls == 1
+    assert first.hit_rate("acme") == 0.8  # its leader missed; four waited for it
+    assert second.hit_rate("acme") == 1.0  # its leader got the first process's value
+
+
+async def test_a_failed_load_frees_the_key_for_the_other_process(backend: CacheBackend) -> None:
+    first, second = ReadCache(backend), ReadCache(backend)
+
+    async def broken() -> Any:
+        await asyncio.sleep(0.1)
+        raise RuntimeError("database said no")
+
+    failing = asyncio.create_task(first.read("acme", "k", broken, 60))
+    await asyncio.sleep(0.02)
+    started = time.monotonic()
+    assert await second.read("acme", "k", Loader("loaded here"), 60) == "loaded here"
+    assert time.monotonic() - started < 1  # not left waiting for the claim to expire
+    with pytest.raises(RuntimeError):
+        await failing
+
+
+async def test_a_claim_whose_holder_died_expires(backend: CacheBackend) -> None:
+    assert await backend.claim("acme", "k", 0.3) is not None  # never released
+    assert await backend.claim("acme", "k", 0.3) is None
+    assert await backend.claim("globex", "k", 0.3) is not None  # claims are per company
+    cache = ReadCache(backend, claim_seconds=5)
+    started = time.monotonic()
+    assert await cache.read("acme", "k", Loader("mine"), 60) == "mine"
+    assert 0.25 < time.monotonic() - started < 2
+
+
+async def test_a_claim_is_released_only_by_its_holder(backend: CacheBackend) -> None:
+    token = await backend.claim("acme", "k", 60)
+    assert token is not None
+    await backend.release("acme", "k", "someone-else")
+    assert await backend.claim("acme", "k", 60) is None
+    await backend.release("acme", "k", token)
+    assert await backend.claim("acme", "k", 60) is not None
+
+
 async def test_invalidation_is_scoped_to_the_company(backend: CacheBackend) -> None:
     cache = ReadCache(backend)
     for company in ("acme", "globex"):

@@ -7,10 +7,15 @@ company id (which cannot contain ':'), never from the caller's name alone.
 Each company also has an *epoch*, bumped by every invalidation. A reader notes the
 epoch when it misses and stores its value only if the epoch is unchanged, so a
 read that raced with a write never re-caches the pre-write value.
+
+A reader that misses *claims* the name before loading it, for a bounded time, so
+that across processes only one of them runs the query; the others wait for its
+value (see ReadCache).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import OrderedDict
 from typing import Protocol
@@ -36,6 +41,14 @@ class CacheBackend(Protocol):
         """
         ...
 
+    async def claim(self, company: str, name: str, seconds: float) -> str | None:
+        """Claim loading `name` for at most `seconds`: a token, or None if it is claimed."""
+        ...
+
+    async def release(self, company: str, name: str, token: str) -> None:
+        """End a claim, if `token` still holds it (an expired claim may be another's)."""
+        ...
+
     async def ping(self) -> None: ...
 
 
@@ -52,6 +65,7 @@ class MemoryCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
         self._epochs: dict[str, int] = {}
+        self._claims: dict[tuple[str, str], tuple[str, float]] = {}  # token, expires at
 
     async def get(self, company: str, name: str) -> tuple[bytes | None, int]:
         epoch = self._epochs.get(company, 0)
@@ -81,6 +95,22 @@ class MemoryCache:
             del self._entries[key]
         return len(doomed)
 
+    async def claim(self, company: str, name: str, seconds: float) -> str | None:
+        now = time.monotonic()
+        held = self._claims.get((company, name))
+        if held is not None and held[1] > now:
+            return None
+        if len(self._claims) > self.max_entries:  # forgotten claims must not pile up
+            self._claims = {k: v for k, v in self._claims.items() if v[1] > now}
+        token = secrets.token_hex(8)
+        self._claims[(company, name)] = (token, now + seconds)
+        return token
+
+    async def release(self, company: str, name: str, token: str) -> None:
+        held = self._claims.get((company, name))
+        if held is not None and held[0] == token:
+            del self._claims[(company, name)]
+
     async def ping(self) -> None:
         return None
 
@@ -91,6 +121,12 @@ if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 return 1
+"""
+
+# KEYS: claim.  ARGV: token.  Deletes the claim only if it is still this token's.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 # KEYS: epoch, index.  ARGV: value-key prefix, now ms, patterns...
@@ -132,10 +168,14 @@ class RedisCache:
         self.prefix = prefix
         self._put = redis.register_script(_PUT)
         self._invalidate = redis.register_script(_INVALIDATE)
+        self._release = redis.register_script(_RELEASE)
 
     def _keys(self, company: str) -> tuple[str, str, str]:
         base = f"{self.prefix}{{{company}}}:"
         return f"{base}v:", f"{base}epoch", f"{base}names"
+
+    def _claim_key(self, company: str, name: str) -> str:
+        return f"{self.prefix}{{{company}}}:claim:{name}"
 
     async def get(self, company: str, name: str) -> tuple[bytes | None, int]:
         values, epoch_key, _ = self._keys(company)
@@ -155,6 +195,15 @@ class RedisCache:
         now = round(time.time() * 1000)
         dropped = await self._invalidate(keys=[epoch_key, index], args=[values, now, *names])
         return int(dropped)
+
+    async def claim(self, company: str, name: str, seconds: float) -> str | None:
+        token = secrets.token_hex(8)
+        ttl_ms = max(1, round(seconds * 1000))
+        claimed = await self.redis.set(self._claim_key(company, name), token, nx=True, px=ttl_ms)
+        return token if claimed else None
+
+    async def release(self, company: str, name: str, token: str) -> None:
+        await self._release(keys=[self._claim_key(company, name)], args=[token])
 
     async def ping(self) -> None:
         await self.redis.ping()  # type: ignore[misc]  # redis-py types ping as sync|async

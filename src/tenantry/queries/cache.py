@@ -1,5 +1,12 @@
 """The tenant-scoped read cache: one flight per key, invalidation per company, hit rates.
 
+One flight per key holds across processes too: within a process, concurrent
+readers of a key share one load; across processes sharing Redis, the reader that
+misses first claims the key, and the others poll for its value instead of all
+running the same query (a thundering herd when a hot entry expires). A claim
+lasts `claim_seconds` at most, so a reader that dies mid-load holds nobody up
+for longer; one whose load fails releases its claim at once.
+
 Values are stored as JSON (never pickle: a value read back from Redis must not be
 able to run code), so what a loader returns must be JSON-serialisable and every
 caller — the one that loaded it and the ones that hit — gets the same JSON types.
@@ -43,9 +50,18 @@ class _LeaderCancelled(Exception):
 
 
 class ReadCache:
-    def __init__(self, backend: CacheBackend, *, retry_after: float = 1.0) -> None:
+    def __init__(
+        self,
+        backend: CacheBackend,
+        *,
+        retry_after: float = 1.0,
+        claim_seconds: float = 5.0,
+        poll_seconds: float = 0.01,
+    ) -> None:
         self.backend = backend
         self.retry_after = retry_after
+        self.claim_seconds = claim_seconds
+        self.poll_seconds = poll_seconds
         self.stats: dict[str, CompanyCacheStats] = {}
         self.backend_errors = 0
         self._down_until = 0.0
@@ -101,9 +117,44 @@ class ReadCache:
         self, company: str, name: str, loader: Callable[[], Awaitable[Any]], ttl: float
     ) -> Any:
         cached, epoch = await self._backend_get(company, name)
+        token = None
+        if cached is None and epoch is not None and ttl > 0:  # the value would be shared
+            cached, epoch, token = await self._claim_or_wait(company, name, epoch)
         if cached is not None:
             self._count(company, hit=True)
             return json.loads(cached)
+        try:
+            return await self._load(company, name, loader, ttl, epoch)
+        finally:
+            if token is not None:
+                await self._guard(self.backend.release(company, name, token))
+
+    async def _claim_or_wait(
+        self, company: str, name: str, epoch: int | None
+    ) -> tuple[bytes | None, int | None, str | None]:
+        """Claim loading `name` (a token), or wait for the value its claimant stores.
+
+        Stops waiting after `claim_seconds` (the claimant died) or when the backend
+        fails; the caller then loads the value itself.
+        """
+        deadline = time.monotonic() + self.claim_seconds
+        while True:
+            token = await self._guard(self.backend.claim(company, name, self.claim_seconds))
+            if token is not None or self.degraded or time.monotonic() > deadline:
+                return None, epoch, token
+            await asyncio.sleep(self.poll_seconds)
+            cached, epoch = await self._backend_get(company, name)
+            if cached is not None or epoch is None:
+                return cached, epoch, None
+
+    async def _load(
+        self,
+        company: str,
+        name: str,
+        loader: Callable[[], Awaitable[Any]],
+        ttl: float,
+        epoch: int | None,
+    ) -> Any:
         self._count(company, hit=False)
         encoded = json.dumps(await loader(), separators=(",", ":")).encode()
         if epoch is not None and ttl > 0:
