@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -227,16 +228,32 @@ class OwnSeaweed:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_until(self._answers, 60, f"seaweedfs S3 on {self.endpoint} answering")
+        wait_until(self._ready, 60, f"seaweedfs S3 on {self.endpoint} serving its data")
 
-    def _answers(self) -> bool:
+    def _ready(self) -> bool:
+        """S3 answers, and after a restart the master knows every volume on disk again
+        (until the volume server's first heartbeat, reads of old objects fail)."""
         if self.process is not None and self.process.poll() is not None:
             log = (self.folder / "weed.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"weed exited with {self.process.returncode}:\n{log}")
+        on_disk = len(list((self.folder / "data").glob("*.dat")))
         try:
-            return httpx.get(self.endpoint, timeout=1).status_code < 500
-        except httpx.TransportError:
+            if httpx.get(self.endpoint, timeout=1).status_code >= 500:
+                return False
+            master = f"http://127.0.0.1:{self.ports['master.port']}/vol/status"
+            return self._volume_count(httpx.get(master, timeout=1).json()) >= on_disk
+        except (httpx.TransportError, ValueError, KeyError):  # not up yet, or half up
             return False
+
+    @staticmethod
+    def _volume_count(status: dict[str, Any]) -> int:
+        centers = status["Volumes"]["DataCenters"] or {}
+        return sum(
+            len(volumes or [])
+            for racks in centers.values()
+            for nodes in racks.values()
+            for volumes in nodes.values()
+        )
 
     def stop(self) -> None:
         """Stop the whole server at once, as a crash or a network cut would (SIGKILL)."""
