@@ -64,7 +64,16 @@ JSON
     -master.port=19333 -volume.port=18080 -filer.port=18888 -s3.port="$port" \
     -admin.port=18646 -admin.ui=false -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 \
     -s3.config="$dir/s3.json" >"$dir/weed.log" 2>&1 < /dev/null &
-  wait_for seaweedfs sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/)\" != 000 ]"
+  wait_for seaweedfs seaweed_serving "$port" "$dir"
+}
+
+seaweed_serving() {  # S3 answers, and the master knows every volume on disk (after a restart too)
+  local port=$1 dir=$2 on_disk known
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" != "000" ] || return 1
+  on_disk=$(find "$dir/data" -maxdepth 1 -name '*.dat' | wc -l)
+  known=$(curl -s http://127.0.0.1:19333/dir/status | grep -o '"Volumes":[0-9]*' \
+    | awk -F: '{ total += $2 } END { print total + 0 }')
+  [ "$known" -ge "$on_disk" ]
 }
 
 ensure_chromium() {  # headless Chromium for the dashboard's end-to-end tests (Debian's build)

@@ -22,10 +22,12 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 @pytest.fixture
 def postgres() -> Iterator[OwnPostgres]:
     server = OwnPostgres()
-    server.init()
-    server.start()
-    yield server
-    server.remove()
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.remove()
 
 
 def test_postgres_restart_fails_fast_and_recovers(

@@ -40,9 +40,11 @@ async def count_once(job: JobContext) -> dict[str, Any]:
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     server = OwnRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 async def revenue(session: AsyncSession) -> int:

@@ -42,13 +42,15 @@ OUTAGE_SECONDS = 5.0
 
 @pytest.fixture
 def seaweed() -> Iterator[OwnSeaweed]:
-    # Not pytest's tmp_path: weed's folder must outlive nothing and be removed whole.
+    # Not tmp_path, which pytest keeps: the server's data (~150 MB) is removed afterwards.
     server = OwnSeaweed(Path(tempfile.mkdtemp(prefix="tenantry-s3-")))
-    server.start()
-    s3_client(server).create_bucket(Bucket=BUCKET)
-    yield server
-    server.stop()
-    shutil.rmtree(server.folder, ignore_errors=True)
+    try:
+        server.start()
+        s3_client(server).create_bucket(Bucket=BUCKET)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 def s3_client(server: OwnSeaweed) -> Any:
