@@ -32,6 +32,7 @@ class TenantryError(Exception):
 
     status_code = 400
     code = "BAD_REQUEST"
+    default_headers: dict[str, str] = {}  # sent unless the raiser gives its own
 
     def __init__(
         self,
@@ -44,7 +45,7 @@ class TenantryError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
-        self.headers = headers
+        self.headers = {**self.default_headers, **(headers or {})} or None
         if code:
             self.code = code
 
@@ -81,18 +82,7 @@ class ServiceUnavailable(TenantryError):
     """A dependency is down. Always says when to try again (Retry-After, 5 s unless given)."""
 
     status_code, code = 503, "SERVICE_UNAVAILABLE"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        details: Any = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            message, details=details, code=code, headers={"Retry-After": "5", **(headers or {})}
-        )
+    default_headers = {"Retry-After": "5"}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
