@@ -437,14 +437,7 @@ class Breaker:
         return self._fallback_value(error)
 
     def _fallback_value(self, error: BaseException) -> Any:
-        fallback = self.fallback
-        if not callable(fallback):
-            return fallback
-        try:
-            inspect.signature(fallback).bind(error)
-        except TypeError:
-            return fallback()
-        return fallback(error)
+        return fallback_value(self.fallback, error)
 
     def _is_failure(self, exc: BaseException) -> bool:
         if isinstance(exc, CircuitOpenError | asyncio.CancelledError):
@@ -606,3 +599,15 @@ async def _resolve(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+def fallback_value(fallback: Any, error: BaseException) -> Any:
+    """A fallback's answer: the value itself, or the callable called with the error if it
+    takes one, else with nothing."""
+    if not callable(fallback):
+        return fallback
+    try:
+        inspect.signature(fallback).bind(error)
+    except TypeError:
+        return fallback()
+    return fallback(error)

@@ -21,6 +21,7 @@ from tenantry.resilience.breaker import (
     Listener,
     State,
     Transition,
+    fallback_value,
 )
 
 log = logging.getLogger("tenantry.resilience")
@@ -141,7 +142,7 @@ class BreakerRegistry:
             return breaker.call(fn)
         except BaseException as exc:
             if isinstance(exc, CircuitOpenError) or breaker._is_failure(exc):
-                return _fallback_value(fallback, exc)
+                return fallback_value(fallback, exc)
             raise
 
     async def execute_async(
@@ -155,7 +156,7 @@ class BreakerRegistry:
             return await breaker.call_async(fn)
         except Exception as exc:
             if isinstance(exc, CircuitOpenError) or breaker._is_failure(exc):
-                value = _fallback_value(fallback, exc)
+                value = fallback_value(fallback, exc)
                 return await value if inspect.isawaitable(value) else value  # type: ignore[no-any-return]
             raise
 
@@ -182,16 +183,6 @@ class BreakerRegistry:
             self._transitions.labels(
                 event.breaker, event.from_state.value, event.to_state.value
             ).inc()
-
-
-def _fallback_value(fallback: Any, error: BaseException) -> Any:
-    if not callable(fallback):
-        return fallback
-    try:
-        inspect.signature(fallback).bind(error)
-    except TypeError:
-        return fallback()
-    return fallback(error)
 
 
 class _BreakerCollector(Collector):
