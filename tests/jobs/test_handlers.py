@@ -273,3 +273,22 @@ async def test_the_example_ai_handler_reports_progress_and_a_result(
     assert status.job.result == {"task": "classify", "words": 3, "example": True}
     assert status.job.progress == 100
     assert "replace it" in status.logs[0]
+
+
+async def test_cleanup_refuses_a_negative_age_and_removes_nothing(
+    jobs_app: tuple[Any, AsyncClient],
+) -> None:
+    app, _ = jobs_app
+    services = app.state.services
+    temp = services.settings.data_dir / "tmp"
+    temp.mkdir(parents=True)
+    (temp / "export.part").write_text("still being written")
+    for bad in (-1, "60", 1.5):
+        job_id = await services.jobs.add("cleanup", "cleanup", {"olderThanSeconds": bad}, "system")
+        status = await eventually(
+            lambda job_id=job_id: services.jobs.get_job_status("cleanup", job_id),
+            lambda s: s.state == "failed",
+        )
+        assert "olderThanSeconds must be a whole number >= 0" in status.job.failed_reason
+        assert status.job.attempts_made == 1  # not retried: it would fail the same way
+    assert (temp / "export.part").exists()
