@@ -124,11 +124,23 @@ async def test_failed_authentication_is_rate_limited(client: AsyncClient) -> Non
         (await client.get("/api/me", headers=bearer("wrong"))).status_code for _ in range(21)
     ]
     assert statuses[:20] == [401] * 20
-    assert statuses[20] == 429
-    # Even a correct key is refused from that address until the window passes.
-    limited = await client.get("/api/me", headers=ADMIN)
-    assert limited.status_code == 429
+    limited = await client.get("/api/me", headers=bearer("tnt_000000000000_" + "a" * 43))
+    assert statuses[20] == limited.status_code == 429
     assert int(limited.headers["retry-after"]) >= 1
+    assert (await client.get("/api/me")).status_code == 429  # no key at all: refused too
+
+
+async def test_guessing_from_an_address_does_not_lock_out_its_valid_keys(
+    client: AsyncClient, company_keys: dict[str, dict[str, str]]
+) -> None:
+    for _ in range(25):
+        await client.get("/api/me", headers=bearer("wrong"))
+    assert (await client.get("/api/me", headers=bearer("wrong"))).status_code == 429
+    assert (await client.get("/api/me", headers=ADMIN)).status_code == 200
+    me = await client.get("/api/me", headers=company_keys["acme"])
+    assert me.status_code == 200 and me.json()["companyId"] == "acme"
+    # The valid keys did not reset the count: guessing is still refused.
+    assert (await client.get("/api/me", headers=bearer("wrong"))).status_code == 429
 
 
 async def test_failed_authentication_limit_can_be_switched_off(settings_factory: Any) -> None:

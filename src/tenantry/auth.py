@@ -189,8 +189,12 @@ class TooManyFailures(TenantryError):
 class FailedAuthLimiter:
     """Caps failed authentications per client address in a sliding window.
 
-    In-process on purpose: it blunts key guessing against one server without a
-    network round trip; a fleet behind a load balancer also rate limits there.
+    Only failures are limited: a valid key is always let through, so guessing from
+    an address cannot lock its legitimate users out. Once an address is over the
+    limit its failures answer 429 instead of 401 (and stop being counted, so its
+    memory stays bounded). In-process on purpose: it blunts key guessing against
+    one server without a network round trip; a fleet behind a load balancer also
+    rate limits there.
     """
 
     def __init__(self, max_failures: int = 20, window_seconds: float = 60.0) -> None:
@@ -198,7 +202,8 @@ class FailedAuthLimiter:
         self.window = window_seconds
         self._failures: dict[str, deque[float]] = {}
 
-    def check(self, client: str) -> None:
+    def failed(self, client: str) -> None:
+        """Count a failed authentication from `client`; `TooManyFailures` past the limit."""
         if self.max_failures == 0:  # limiting switched off
             return
         failures = self._recent(client)
@@ -208,10 +213,6 @@ class FailedAuthLimiter:
                 "too many failed authentications from this address; try again later",
                 headers={"Retry-After": str(retry)},
             )
-
-    def record_failure(self, client: str) -> None:
-        if self.max_failures == 0:
-            return
         if len(self._failures) > 100_000:  # bound memory under a spray of addresses
             self._failures.clear()
         self._failures.setdefault(client, deque()).append(time.monotonic())

@@ -28,10 +28,11 @@ async def get_principal(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
+    # The key is checked first and only a failure meets the limiter: a valid key is never
+    # refused because others guessed from the same address.
     client = request.client.host if request.client else "unknown"
-    services.auth_limiter.check(client)
     if credentials is None or credentials.scheme.lower() != "bearer":
-        services.auth_limiter.record_failure(client)
+        services.auth_limiter.failed(client)
         raise Unauthorized(
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
@@ -39,7 +40,7 @@ async def get_principal(
     try:
         principal = await services.keys.authenticate(credentials.credentials)
     except Unauthorized:
-        services.auth_limiter.record_failure(client)
+        services.auth_limiter.failed(client)
         raise
     current_company.set(principal.company_id)
     return principal

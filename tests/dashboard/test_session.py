@@ -91,3 +91,13 @@ async def test_assets_are_served_locally(client: AsyncClient) -> None:
 async def test_bearer_admin_key_is_not_a_dashboard_session(client: AsyncClient) -> None:
     response = await client.get("/admin", headers=bearer(ADMIN_TOKEN))
     assert response.status_code == 303
+
+
+async def test_failed_logins_do_not_lock_the_admin_out(client: AsyncClient) -> None:
+    for _ in range(20):
+        wrong = await client.post("/admin/login", data={"key": "not the key"})
+        assert wrong.status_code == 401
+    assert (await client.post("/admin/login", data={"key": "still not"})).status_code == 429
+    response = await client.post("/admin/login", data={"key": ADMIN_TOKEN, "next": "/admin"})
+    assert response.status_code == 303
+    assert (await client.get("/admin")).status_code == 200

@@ -48,14 +48,13 @@ async def login(
     key: Annotated[str, Form(max_length=512)],
     next: Annotated[str, Form(max_length=2048)] = "/admin",
 ) -> Response:
-    client = request.client.host if request.client else "unknown"
-    services.auth_limiter.check(client)
     try:
         principal = await services.keys.authenticate(key.strip())
     except Unauthorized:
         principal = None
     if principal is None or not principal.is_admin:
-        services.auth_limiter.record_failure(client)
+        # Only a failed login meets the limiter: the admin key always gets in.
+        services.auth_limiter.failed(request.client.host if request.client else "unknown")
         return render(
             request,
             "login.html",
