@@ -347,6 +347,27 @@ async def test_a_job_id_makes_adding_idempotent(jobs: Harness) -> None:
     assert (await jobs.service.get_job_status("email", first)).job.data["n"] == 1
 
 
+async def test_reserved_ids_and_out_of_range_numbers_are_refused(jobs: Harness) -> None:
+    service = jobs.service
+    for job_id in ("meta", "id", "events", "a:b"):
+        with pytest.raises(InvalidInput) as refused:
+            await service.add("email", "m", {}, "acme", job_id=job_id)
+        assert refused.value.details["field"] == "jobId"
+        with pytest.raises(NotFound):
+            await service.get_job_status("email", job_id)
+    for start, end in ((0, 2**63 - 1), (2**63 - 1, 2**63 - 1), (0, 1000)):
+        with pytest.raises(InvalidInput):
+            await service.list_jobs("email", "waiting", start, end)
+    for grace in (1e308, float("inf"), float("nan")):
+        with pytest.raises(InvalidInput) as refused:
+            await service.clean("email", "completed", grace)
+        assert refused.value.details["field"] == "graceSeconds"
+    with pytest.raises(InvalidInput) as refused:
+        await service.schedule_recurring_job("email", {}, id="often", every_ms=10**20)
+    assert refused.value.details["field"] == "every"
+    assert (await service.queue_stats("email"))["waiting"] == 0
+
+
 async def test_a_job_without_a_handler_fails_with_a_clear_reason(jobs: Harness) -> None:
     await jobs.service.start_workers(["ai-processing"])
     job_id = await jobs.service.add("ai-processing", "summarise", {}, "acme", attempts=3)

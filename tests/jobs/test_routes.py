@@ -256,6 +256,69 @@ async def test_unknown_queue_is_404_and_oversized_data_is_413(api: Any) -> None:
     assert bad_company.status_code == 422
 
 
+# Names BullMQ gives the queue's own Redis keys (bull:<queue>:<name>), which a job id
+# must never be: the reproductions first, then the rest of bullmq's QueueKeys.
+KEY_NAMES = ["id", "events", "failed", "repeat", "meta", "wait", "paused", "active", "delayed"]
+KEY_NAMES += ["completed", "prioritized", "stalled", "stalled-check", "limiter", "marker"]
+KEY_NAMES += ["pc", "de", "metrics", "waiting-children"]
+
+
+async def test_bullmq_key_names_are_never_job_ids(api: Any) -> None:
+    client, keys, _ = api
+    await add(client, "acme", value=1)  # the queue's keys exist in Redis
+    for name in KEY_NAMES:
+        for headers in (keys["acme"], ADMIN):
+            looked_up = await job(client, name, headers)
+            assert looked_up.status_code == 404, (name, looked_up.text)
+            retried = await client.post(
+                f"/api/queues/ai-processing/jobs/{name}/retry", headers=headers
+            )
+            assert retried.status_code == 404, (name, retried.text)
+        created = await client.post(
+            "/api/queues/ai-processing/jobs",
+            json={"name": "route-test", "companyId": "acme", "options": {"jobId": name}},
+            headers=ADMIN,
+        )
+        assert created.status_code == 422, (name, created.text)
+        error = created.json()["error"]
+        assert error["details"][0]["field"] == "options.jobId", error
+        assert "reserved" in error["message"], error
+    # A sub-key of a job (its log list) is not a job either.
+    job_id = await add(client, "acme", value=2)
+    assert (await job(client, f"{job_id}:logs", keys["acme"])).status_code == 404
+
+
+def test_the_reserved_ids_are_the_installed_bullmqs_key_names() -> None:
+    from bullmq.queue_keys import QueueKeys
+
+    from tenantry.jobs.queues import RESERVED_JOB_IDS
+
+    key_names = set(QueueKeys().getKeys("q")) - {""}
+    assert key_names <= RESERVED_JOB_IDS
+    assert set(KEY_NAMES) == RESERVED_JOB_IDS
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("post", "clean", {"state": "completed", "graceSeconds": 1e308}, "graceSeconds"),
+        ("get", "jobs?end=9223372036854775807", None, "end"),
+        ("get", "jobs?start=9223372036854775807&end=9223372036854775807", None, "start"),
+        ("get", "jobs?start=0&end=5000", None, "end"),
+        ("put", "schedules/often", {"every": 10**20}, "every"),
+        ("put", "schedules/often", {"every": 1e20}, "every"),
+    ],
+)
+async def test_out_of_range_numbers_are_422_naming_the_field(
+    api: Any, method: str, path: str, body: Any, field: str
+) -> None:
+    client, _, _ = api
+    response = await client.request(method, f"/api/queues/email/{path}", json=body, headers=ADMIN)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert field in error["message"], error
+
+
 async def test_the_cleanup_schedule_is_registered_once_per_deploy(
     api: Any, settings_factory: Any
 ) -> None:

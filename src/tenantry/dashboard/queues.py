@@ -122,7 +122,7 @@ async def clean(
     services: ServicesDep,
     _: ActionDep,
     state: Annotated[str, Form()] = "completed",
-    grace_seconds: Annotated[float, Form(alias="graceSeconds", ge=0)] = 0,
+    grace_seconds: Annotated[float, Form(alias="graceSeconds", ge=0, le=q.MAX_GRACE_SECONDS)] = 0,
 ) -> RedirectResponse:
     await services.jobs.clean(queue, state, grace_seconds)
     return _back(f"/admin/queues/{queue}", "cleaned")

@@ -340,10 +340,13 @@ class BullMQBackend(JobBackend):
 
     async def get(self, queue: str, job_id: str) -> JobRecord | None:
         # State first: the data read after it is at least as new (never "completed"
-        # without its result).
+        # without its result). An id in no state is no job: its key, if any, is another
+        # of the queue's (`bull:<queue>:meta`, a job's `:logs`), never read as a job.
         state = await self._state(queue, job_id)
+        if state == "unknown":
+            return None
         job = await self._queue(queue).getJob(job_id)
-        if job is None or state == "unknown":
+        if job is None:
             return None
         return self._record(queue, job, state)
 

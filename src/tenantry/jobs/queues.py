@@ -25,6 +25,25 @@ QUEUE_NAMES: Final[tuple[str, ...]] = (EMAIL, REPORT, AI_PROCESSING, EXPORT, NOT
 # Job states as BullMQ names them ("waiting" covers BullMQ's prioritized list too).
 STATES: Final[tuple[str, ...]] = ("waiting", "active", "completed", "failed", "delayed", "paused")
 
+# What a job's numbers may be: large enough for any real use, small enough that no
+# engine overflows (Redis takes 64-bit integers, milliseconds are taken of seconds).
+MAX_GRACE_SECONDS: Final = 10 * 366 * 86_400  # ten years
+MAX_EVERY_MS: Final = 366 * 86_400_000  # a year: rarer runs are a cron pattern
+MAX_LIST_INDEX: Final = 1_000_000
+MAX_PAGE: Final = 1000  # jobs one list call returns
+
+# The names BullMQ gives a queue's own Redis keys, `bull:<queue>:<name>`: the names in
+# bullmq/queue_keys.py (QueueKeys.getKeys) and "metrics" (metrics:<state>, scripts.py).
+# A job lives at `bull:<queue>:<id>`, so a job with one of these ids would be the queue's
+# own key: refused as an id on every backend, so an id means the same everywhere.
+RESERVED_JOB_IDS: Final = frozenset(
+    {
+        "active", "completed", "de", "delayed", "events", "failed", "id", "limiter", "marker",
+        "meta", "metrics", "paused", "pc", "prioritized", "repeat", "stalled", "stalled-check",
+        "wait", "waiting-children",
+    }
+)  # fmt: skip
+
 # The company a system job (a cleanup schedule) runs for. It cannot collide with a
 # real company: company ids start with a letter or digit.
 SYSTEM_COMPANY: Final = "_system"
@@ -86,3 +105,13 @@ def check_queue(name: str) -> str:
             details={"field": "queue", "allowed": list(QUEUE_NAMES)},
         )
     return name
+
+
+def check_job_id(job_id: str) -> str:
+    """A job id a caller may choose: no ':' (BullMQ's key separator), none of its key names."""
+    if job_id in RESERVED_JOB_IDS or ":" in job_id:
+        raise ValueError(
+            f"{job_id!r} is reserved: job ids must not contain ':' nor be one of BullMQ's "
+            f"queue key names ({', '.join(sorted(RESERVED_JOB_IDS))})"
+        )
+    return job_id

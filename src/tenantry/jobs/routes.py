@@ -12,12 +12,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tenantry.auth import Principal
 from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
 from tenantry.jobs.backends import JobRecord, ScheduleRecord
-from tenantry.jobs.queues import QUEUE_NAMES, SYSTEM_COMPANY
+from tenantry.jobs.queues import (
+    MAX_EVERY_MS,
+    MAX_GRACE_SECONDS,
+    MAX_LIST_INDEX,
+    QUEUE_NAMES,
+    SYSTEM_COMPANY,
+    check_job_id,
+)
 from tenantry.schemas import ApiModel
 
 router = APIRouter(prefix="/api/queues", tags=["jobs"])
@@ -86,6 +93,11 @@ class JobCreateOptions(ApiModel):
     delay_ms: int | None = Field(None, ge=0, le=366 * 86_400_000)
     job_id: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[^:]+$")
 
+    @field_validator("job_id")
+    @classmethod
+    def _not_reserved(cls, job_id: str | None) -> str | None:
+        return job_id if job_id is None else check_job_id(job_id)
+
 
 JobCreate.model_rebuild()
 
@@ -97,7 +109,7 @@ class JobCreated(ApiModel):
 
 class CleanRequest(ApiModel):
     state: Literal["completed", "failed", "delayed", "waiting", "paused"]
-    grace_seconds: float = Field(0, ge=0)
+    grace_seconds: float = Field(0, ge=0, le=MAX_GRACE_SECONDS)
     limit: int = Field(1000, ge=0, le=100_000)
 
 
@@ -116,7 +128,9 @@ class QueueState(ApiModel):
 
 class ScheduleIn(ApiModel):
     pattern: str | None = Field(None, min_length=1, max_length=200)
-    every: int | None = Field(None, ge=1000, description="Interval in milliseconds.")
+    every: int | None = Field(
+        None, ge=1000, le=MAX_EVERY_MS, description="Interval in milliseconds."
+    )
     tz: str | None = Field(None, max_length=64)
     name: str | None = Field(None, min_length=1, max_length=200)
     company_id: Annotated[str | None, CompanyIdField] = None
@@ -182,8 +196,10 @@ async def list_jobs(
     services: ServicesDep,
     principal: PrincipalDep,
     state: Literal["waiting", "active", "completed", "failed", "delayed", "paused"] = "waiting",
-    start: Annotated[int, Query(ge=0)] = 0,
-    end: Annotated[int, Query(ge=0)] = 49,
+    start: Annotated[int, Query(ge=0, le=MAX_LIST_INDEX)] = 0,
+    end: Annotated[
+        int, Query(ge=0, le=MAX_LIST_INDEX, description="Inclusive; at most 999 after start.")
+    ] = 49,
     company_id: Annotated[str | None, Query(alias="companyId", max_length=64)] = None,
 ) -> list[JobOut]:
     jobs = await services.jobs.list_jobs(queue, state, start, end, _scope(principal, company_id))

@@ -202,6 +202,13 @@ class JobService:
             validate_company_id(company_id)
         payload = {**data, "companyId": company_id}
         self._check_size(payload)
+        if job_id is not None:
+            try:
+                q.check_job_id(job_id)
+            except ValueError as exc:
+                raise InvalidInput(
+                    f"jobId: {exc}", details={"field": "jobId", "rule": "reserved"}
+                ) from None
         if job_id is None and self.outbox is not None:
             job_id = new_job_id()  # known before enqueueing, so an outboxed job keeps it
         overrides: dict[str, Any] = {"attempts": attempts, "delay": delay_ms, "jobId": job_id}
@@ -330,9 +337,11 @@ class JobService:
                 f"state must be one of {', '.join(q.STATES)}",
                 details={"field": "state", "allowed": list(q.STATES)},
             )
-        if start < 0 or end < start:
+        if not 0 <= start <= end <= q.MAX_LIST_INDEX or end - start >= q.MAX_PAGE:
             raise InvalidInput(
-                "start must be >= 0 and end >= start", details={"field": "start,end"}
+                f"start and end must satisfy 0 <= start <= end <= {q.MAX_LIST_INDEX}, "
+                f"at most {q.MAX_PAGE} jobs apart (end - start < {q.MAX_PAGE})",
+                details={"field": "start,end", "rule": "range"},
             )
         if company_id is None:
             return await self.backend.list_jobs(queue, state, start, end)
@@ -394,9 +403,10 @@ class JobService:
                 f"state must be one of {', '.join(CLEANABLE_STATES)} (active jobs are not cleaned)",
                 details={"field": "state", "allowed": list(CLEANABLE_STATES)},
             )
-        if grace_seconds < 0 or limit < 0:
+        if not 0 <= grace_seconds <= q.MAX_GRACE_SECONDS or limit < 0:  # NaN fails too
             raise InvalidInput(
-                "graceSeconds and limit must be >= 0", details={"field": "graceSeconds"}
+                f"graceSeconds must be 0-{q.MAX_GRACE_SECONDS} and limit >= 0",
+                details={"field": "graceSeconds", "rule": "range"},
             )
         return await self.backend.clean(queue, state, int(grace_seconds * 1000), limit)
 
@@ -431,9 +441,10 @@ class JobService:
             repeat["pattern"] = cron
         else:
             assert every_ms is not None
-            if every_ms < 1000:
+            if not 1000 <= every_ms <= q.MAX_EVERY_MS:
                 raise InvalidInput(
-                    "every must be at least 1000 ms", details={"field": "every", "rule": "ge"}
+                    f"every must be 1000-{q.MAX_EVERY_MS} ms (a rarer run is a cron pattern)",
+                    details={"field": "every", "rule": "range"},
                 )
             repeat["every"] = every_ms
         if tz:
