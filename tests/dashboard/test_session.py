@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-import pytest
-from httpx import AsyncClient
+from datetime import timedelta
+from typing import Any
 
+import pytest
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import select
+
+from tenantry.app import create_app
+from tenantry.dashboard.session import COOKIE_NAME, SessionRow
+from tenantry.db import utcnow
+from tenantry.settings import Settings
 from tests.conftest import ADMIN_TOKEN, bearer
+from tests.dashboard.conftest import log_in
+
+BASE = "http://tenantry.test"
+HOUR = timedelta(hours=1)
 
 PAGES = [
     "/admin",
@@ -101,3 +114,37 @@ async def test_failed_logins_do_not_lock_the_admin_out(client: AsyncClient) -> N
     response = await client.post("/admin/login", data={"key": ADMIN_TOKEN, "next": "/admin"})
     assert response.status_code == 303
     assert (await client.get("/admin")).status_code == 200
+
+
+async def test_logout_ends_the_session_in_every_instance(
+    client: AsyncClient, app: Any, settings: Settings
+) -> None:
+    csrf = await log_in(client)
+    replay = {"Cookie": f"{COOKIE_NAME}={client.cookies[COOKIE_NAME]}"}
+    second = create_app(settings)  # another process of the deployment: same database
+    transport = ASGITransport(app=second)
+    async with LifespanManager(second), AsyncClient(transport=transport, base_url=BASE) as other:
+        assert (await other.get("/admin", headers=replay)).status_code == 200
+        logout = await client.post("/admin/logout", data={"csrf": csrf})
+        assert logout.status_code == 303
+        client.cookies.clear()  # only the saved cookie is sent from here on
+        for http in (client, other):
+            page = await http.get("/admin", headers=replay)
+            assert page.status_code == 303
+            assert page.headers["location"].startswith("/admin/login")
+            action = await http.post(
+                "/admin/queues/email/pause", headers={**replay, "X-CSRF-Token": csrf}
+            )
+            assert action.status_code == 303
+            assert action.headers["location"].startswith("/admin/login")
+    assert (await app.state.services.jobs.queue_stats("email"))["isPaused"] is False
+
+
+async def test_expired_sessions_are_swept_at_login(client: AsyncClient, app: Any) -> None:
+    db = app.state.services.db
+    async with db.session() as session:
+        session.add(SessionRow(id_digest="0" * 64, created_at=utcnow(), expires_at=utcnow() - HOUR))
+    await log_in(client)
+    async with db.session() as session:
+        rows = (await session.scalars(select(SessionRow))).all()
+    assert len(rows) == 1 and rows[0].id_digest != "0" * 64  # only the new login's row

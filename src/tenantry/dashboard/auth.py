@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request
 
-from tenantry.dashboard.session import COOKIE_NAME, DashboardSession, SessionSigner
+from tenantry.dashboard.session import COOKIE_NAME, DashboardSession, DashboardSessions
 from tenantry.deps import ServicesDep
 from tenantry.errors import Forbidden
 
@@ -20,15 +20,17 @@ class LoginRequired(Exception):
         self.location = location
 
 
-def signer(services: ServicesDep) -> SessionSigner:
-    return SessionSigner(services.secret_key, services.keys.admin_fingerprint)
+def dashboard_sessions(services: ServicesDep) -> DashboardSessions:
+    return DashboardSessions(
+        services.db, services.secret_key, services.keys.admin_fingerprint, services.keys.run_db
+    )
 
 
-SignerDep = Annotated[SessionSigner, Depends(signer)]
+SessionsDep = Annotated[DashboardSessions, Depends(dashboard_sessions)]
 
 
-def current_session(request: Request, sessions: SignerDep) -> DashboardSession:
-    session = sessions.read(request.cookies.get(COOKIE_NAME))
+async def current_session(request: Request, sessions: SessionsDep) -> DashboardSession:
+    session = await sessions.read(request.cookies.get(COOKIE_NAME))
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(f"/admin/login?next={quote(target, safe='')}")

@@ -10,14 +10,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from tenantry.dashboard import circuits, flags, overview, queries, queues, storage
-from tenantry.dashboard.auth import ActionDep, LoginRequired, SignerDep
+from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionsDep, dashboard_sessions
 from tenantry.dashboard.history import History
-from tenantry.dashboard.session import (
-    COOKIE_NAME,
-    MAX_AGE_SECONDS,
-    DashboardSession,
-    SessionSigner,
-)
+from tenantry.dashboard.session import COOKIE_NAME, MAX_AGE_SECONDS, DashboardSession
 from tenantry.dashboard.views import HERE, render
 from tenantry.deps import ServicesDep
 from tenantry.errors import TenantryError, Unauthorized, error_response
@@ -44,7 +39,7 @@ async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
 async def login(
     request: Request,
     services: ServicesDep,
-    sessions: SignerDep,
+    sessions: SessionsDep,
     key: Annotated[str, Form(max_length=512)],
     next: Annotated[str, Form(max_length=2048)] = "/admin",
 ) -> Response:
@@ -63,7 +58,7 @@ async def login(
             error="That is not the admin key.",
             status_code=401,
         )
-    cookie, _ = sessions.issue()
+    cookie, _ = await sessions.issue()
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         COOKIE_NAME,
@@ -78,16 +73,19 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(_: ActionDep) -> Response:
+async def logout(session: ActionDep, sessions: SessionsDep) -> Response:
+    await sessions.revoke(session)  # the cookie, if replayed, is refused from now on
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/admin")
     return response
 
 
 async def _session_or_none(request: Request) -> DashboardSession | None:
-    services = request.app.state.services
-    signer = SessionSigner(services.secret_key, services.keys.admin_fingerprint)
-    return signer.read(request.cookies.get(COOKIE_NAME))
+    sessions = dashboard_sessions(request.app.state.services)
+    try:
+        return await sessions.read(request.cookies.get(COOKIE_NAME))
+    except Exception:  # the error page must render even when the database is what failed
+        return None
 
 
 def install(app: FastAPI) -> None:
