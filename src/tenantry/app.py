@@ -23,6 +23,7 @@ from tenantry.jobs.routes import router as jobs_router
 from tenantry.jobs.service import build_job_service
 from tenantry.metrics import Metrics, MetricsMiddleware
 from tenantry.openapi import install_openapi
+from tenantry.queries.explain_role import ensure_explain_role
 from tenantry.queries.routes import router as queries_router
 from tenantry.queries.service import build_query_optimizer
 from tenantry.resilience.proxy import guard_async_methods
@@ -52,6 +53,9 @@ async def build_services(
     url = settings.effective_database_url
     if settings.auto_migrate:
         await asyncio.to_thread(database.upgrade, url)
+        await asyncio.to_thread(
+            ensure_explain_role, url, settings.explain_role, settings.explain_schema_list
+        )
     db = database.Database(url)
     stack.push_async_callback(db.dispose)
 

@@ -100,9 +100,15 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "heads",
 ) -> None:
     """Apply the migrations of Tenantry's own tables."""
+    from tenantry.queries.explain_role import ensure_explain_role
+
     settings = settings_or_exit()
-    database.upgrade(settings.effective_database_url, revision)
+    url = settings.effective_database_url
+    database.upgrade(url, revision)
     console.print(f"Database upgraded to {revision}.")
+    problem = ensure_explain_role(url, settings.explain_role, settings.explain_schema_list)
+    if problem:
+        errors.print(f"[yellow]Warning:[/yellow] {problem}", highlight=False, soft_wrap=True)
 
 
 @keys_app.command("create")

@@ -73,6 +73,33 @@ class Settings(BaseSettings):
     query_metrics_flush_seconds: float = Field(
         5.0, gt=0, le=3600, validation_alias="QUERY_METRICS_FLUSH_SECONDS"
     )
+    # EXPLAIN ANALYZE runs user-supplied SQL: it runs as a role that can only read the
+    # application's tables (queries/explain_role.py, docs/security.md).
+    explain_database_url: str | None = Field(
+        None,
+        validation_alias="EXPLAIN_DATABASE_URL",
+        description="A login role of its own for EXPLAIN (a member of EXPLAIN_ROLE); unset:"
+        " the service's connection, entering EXPLAIN_ROLE with SET LOCAL ROLE.",
+    )
+    explain_role: str = Field(
+        "tenantry_explain",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        validation_alias="EXPLAIN_ROLE",
+        description="The NOLOGIN role `tenantry db upgrade` creates for EXPLAIN.",
+    )
+    explain_schemas: str = Field(
+        "public",
+        pattern=r"^\s*[A-Za-z_][\w$]*\s*(,\s*[A-Za-z_][\w$]*\s*)*$",
+        validation_alias="EXPLAIN_SCHEMAS",
+        description="Comma-separated schemas whose tables EXPLAIN may read (not Tenantry's).",
+    )
+    explain_allowed_functions: str = Field(
+        "",
+        pattern=r"^(\s*[A-Za-z_][\w$]*\.[A-Za-z_][\w$]*\s*(,|$))*$",
+        validation_alias="EXPLAIN_ALLOWED_FUNCTIONS",
+        description="Comma-separated schema.function names outside pg_catalog that EXPLAIN"
+        " may call, e.g. public.unaccent.",
+    )
 
     # --- redis ---------------------------------------------------------------
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
@@ -231,6 +258,15 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def explain_schema_list(self) -> list[str]:
+        return [name.strip() for name in self.explain_schemas.split(",") if name.strip()]
+
+    @property
+    def explain_allowed_function_set(self) -> frozenset[str]:
+        raw = self.explain_allowed_functions.split(",")
+        return frozenset(name.strip() for name in raw if name.strip())
 
     @property
     def replica_urls(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry.errors import InvalidInput
 from tenantry.queries.explain import check_read_only, explain_query, findings
+from tenantry.queries.explain_role import ensure_explain_role
 
 REFUSED = {
     "delete": "DELETE FROM accounts",
@@ -80,6 +82,13 @@ async def _setup(engine: AsyncEngine) -> None:
             "ANALYZE accounts",
         ):
             await conn.exec_driver_sql(sql)
+    await prepare_role(engine)
+
+
+async def prepare_role(engine: AsyncEngine) -> None:
+    """What `tenantry db upgrade` does: the EXPLAIN role, able to read these tables."""
+    url = engine.url.render_as_string(hide_password=False)
+    assert await asyncio.to_thread(ensure_explain_role, url) is None
 
 
 async def _state(engine: AsyncEngine) -> tuple[Any, ...]:
@@ -140,8 +149,8 @@ async def test_no_explain_request_can_change_a_row(pg_engine: AsyncEngine) -> No
     attempts = [
         *REFUSED.values(),
         *REFUSED_AFTER_LOOKUP.values(),
-        "SELECT * FROM sneaky",  # nextval behind a view: parser accepts, READ ONLY refuses
-        "SELECT * FROM sneaky_writer",  # an INSERT behind a view
+        "SELECT * FROM sneaky",  # nextval behind a view: refused once the view is followed
+        "SELECT * FROM sneaky_writer",  # a user function behind a view: the same
         "SELECT count(*) FROM accounts",
     ]
     outcomes = {}
@@ -155,9 +164,9 @@ async def test_no_explain_request_can_change_a_row(pg_engine: AsyncEngine) -> No
     assert outcomes["SELECT count(*) FROM accounts"] == "explained"
     for query in (*REFUSED.values(), *REFUSED_AFTER_LOOKUP.values()):
         assert outcomes[query] != "explained", query
-    assert "not a known read-only built-in" in outcomes[REFUSED_AFTER_LOOKUP["user_function"]]
-    assert "read-only transaction" in outcomes["SELECT * FROM sneaky"]
-    assert "read-only transaction" in outcomes["SELECT * FROM sneaky_writer"]
+    assert "not a PostgreSQL built-in" in outcomes[REFUSED_AFTER_LOOKUP["user_function"]]
+    assert "nextval" in outcomes["SELECT * FROM sneaky"]
+    assert "public.stable_writer()" in outcomes["SELECT * FROM sneaky_writer"]
 
 
 async def test_unknown_functions_are_checked_in_pg_proc(pg_engine: AsyncEngine) -> None:
@@ -187,6 +196,7 @@ async def test_explain_reports_cost_time_plan_and_findings(pg_engine: AsyncEngin
 
 
 async def test_statement_timeout_is_a_clear_422(pg_engine: AsyncEngine) -> None:
+    await prepare_role(pg_engine)
     with pytest.raises(InvalidInput) as timed_out:
         await explain_query(
             pg_engine, "SELECT count(*) FROM generate_series(1, 200000000)", timeout_ms=100
@@ -195,8 +205,10 @@ async def test_statement_timeout_is_a_clear_422(pg_engine: AsyncEngine) -> None:
 
 
 async def test_a_failing_query_is_a_422_naming_the_problem(pg_engine: AsyncEngine) -> None:
-    with pytest.raises(InvalidInput, match="does not exist"):
+    await prepare_role(pg_engine)
+    with pytest.raises(InvalidInput, match="a table or view it names does not exist") as failed:
         await explain_query(pg_engine, "SELECT * FROM no_such_table", timeout_ms=5000)
+    assert failed.value.details["sqlstate"] == "42P01"
 
 
 def test_findings_read_misestimates_spills_and_nested_loops() -> None:

@@ -116,9 +116,14 @@ async def test_explain_refusals_are_422_with_the_error_shape(client: AsyncClient
 
 
 async def test_explain_and_indexes_by_database(app: Any, client: AsyncClient) -> None:
+    if app.state.services.db.dialect == "postgresql":
+        # An application table created after the upgrade: readable by the EXPLAIN role
+        # through the default privileges the upgrade set.
+        async with app.state.services.db.engine.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE products (id int, company_id text)")
     explain = await client.post(
         "/api/query-optimizer/explain",
-        json={"query": "SELECT * FROM tenantry_api_keys WHERE company_id = 'acme'"},
+        json={"query": "SELECT * FROM products WHERE company_id = 'acme'"},
         headers=ADMIN,
     )
     indexes = await client.get("/api/query-optimizer/indexes?maxIndexes=2", headers=ADMIN)
@@ -127,8 +132,15 @@ async def test_explain_and_indexes_by_database(app: Any, client: AsyncClient) ->
             assert response.status_code == 422
             assert response.json()["error"]["code"] == "UNSUPPORTED_DATABASE"
     else:
-        assert explain.status_code == 200
+        assert explain.status_code == 200, explain.text
         assert explain.json()["totalCost"] > 0 and "plan" in explain.json()
+        own = await client.post(
+            "/api/query-optimizer/explain",
+            json={"query": "SELECT * FROM tenantry_api_keys"},
+            headers=ADMIN,
+        )
+        assert own.status_code == 422  # Tenantry's own tables are not the application's
+        assert own.json()["error"]["details"]["sqlstate"] == "42501"
         assert indexes.status_code == 200
         assert indexes.json()["method"] in ("hypopg", "heuristic")
 
@@ -147,7 +159,7 @@ async def test_health_and_readiness(client: AsyncClient) -> None:
     health = await client.get("/api/query-optimizer/health", headers=ADMIN)
     assert health.status_code == 200
     assert health.json()["cache"]["status"] == "up"
-    ready = await client.get("/ready")
+    ready = await client.get("/ready", headers=ADMIN)
     assert ready.json()["checks"]["queries"]["status"] == "up"
 
 

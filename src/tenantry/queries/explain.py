@@ -1,24 +1,25 @@
-"""EXPLAIN ANALYZE for one read-only statement, proved read-only by PostgreSQL's parser.
+"""EXPLAIN ANALYZE for one read-only statement, in three layers of defence.
 
-`check_read_only` parses the text with libpg_query (pglast) and walks the whole
-tree against an allow-list: the statement must be exactly one SELECT (or
-VALUES, set operation, WITH … SELECT); every node must be a construct known to
-only read; every function must be on a list of functions known not to write or
-signal (or, failing that, be a pg_catalog function PostgreSQL marks immutable or
-stable and not on the deny list). Anything else is refused with the reason.
+1. `check_read_only` parses the text with libpg_query (pglast) and walks the whole
+   tree against an allow-list: exactly one SELECT (or VALUES, set operation,
+   WITH … SELECT) made only of constructs known to only read. It needs no database,
+   so its refusals name the construct on any backend.
+2. `explain_calls.called_functions` lets PostgreSQL resolve every function the
+   statement would call (attribute notation, operators, casts, views, policies,
+   domains, search_path included), and each must be a built-in known not to act.
+3. The statement runs as the EXPLAIN role (explain_role.py), which cannot read
+   server files, signal backends, connect with dblink or read Tenantry's tables, in
+   a `READ ONLY` transaction with a statement and lock timeout, and is rolled back.
 
-Even an accepted statement runs inside `SET TRANSACTION READ ONLY`, with a
-statement timeout, and is rolled back: the parser check keeps side effects that
-a read-only transaction allows (signalling backends, advisory locks) out, the
-read-only transaction catches writes hidden in views, and the rollback leaves
-nothing behind.
+A database error answers with its SQLSTATE and a fixed message, never PostgreSQL's
+own text: that text can carry the value that failed (`'secret'::int`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pglast import ast
@@ -26,7 +27,9 @@ from pglast import parser as pg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tenantry.errors import InvalidInput
+from tenantry.errors import InvalidInput, ServiceUnavailable
+from tenantry.queries import explain_calls, explain_role
+from tenantry.queries.explain_calls import DENIED_PREFIXES
 
 MAX_QUERY_LENGTH = 100_000
 
@@ -70,56 +73,6 @@ _TOP_LEVEL_REASONS = {
     "VacuumStmt": "VACUUM / ANALYZE is maintenance, not a query",
 }
 
-# Functions known to only compute (aggregates, window functions, scalar functions).
-SAFE_FUNCTIONS = frozenset(
-    """
-    count sum avg min max every bool_and bool_or bit_and bit_or string_agg array_agg
-    json_agg jsonb_agg json_object_agg jsonb_object_agg stddev stddev_pop stddev_samp
-    variance var_pop var_samp corr covar_pop covar_samp regr_slope regr_intercept mode
-    percentile_cont percentile_disc rank dense_rank percent_rank cume_dist row_number ntile
-    lag lead first_value last_value nth_value grouping
-    abs ceil ceiling floor round trunc sign sqrt cbrt exp ln log log10 power mod div pi
-    random greatest least width_bucket degrees radians sin cos tan asin acos atan atan2
-    lower upper initcap length char_length octet_length bit_length substr substring
-    position strpos left right lpad rpad ltrim rtrim btrim trim replace translate
-    concat concat_ws format repeat reverse split_part starts_with md5 sha256 encode decode
-    to_char to_number to_date to_timestamp regexp_replace regexp_match regexp_matches
-    regexp_split_to_array regexp_split_to_table string_to_array array_to_string quote_ident
-    quote_literal quote_nullable ascii chr unaccent
-    now current_date current_time current_timestamp localtime localtimestamp
-    statement_timestamp transaction_timestamp clock_timestamp date_trunc date_part
-    extract age make_date make_time make_timestamp make_timestamptz make_interval
-    justify_days justify_hours justify_interval isfinite timezone date_bin
-    coalesce nullif generate_series generate_subscripts unnest array_length array_lower
-    array_upper array_position array_positions array_remove array_replace array_append
-    array_prepend array_cat cardinality array_dims array_ndims
-    to_json to_jsonb row_to_json array_to_json json_build_object jsonb_build_object
-    json_build_array jsonb_build_array json_extract_path jsonb_extract_path
-    json_extract_path_text jsonb_extract_path_text jsonb_set jsonb_insert jsonb_strip_nulls
-    jsonb_pretty json_typeof jsonb_typeof json_array_length jsonb_array_length
-    json_each jsonb_each json_each_text jsonb_each_text json_array_elements
-    jsonb_array_elements json_array_elements_text jsonb_array_elements_text json_object_keys
-    jsonb_object_keys jsonb_path_query jsonb_path_exists jsonb_path_match
-    to_tsvector to_tsquery plainto_tsquery phraseto_tsquery websearch_to_tsquery ts_rank
-    ts_rank_cd ts_headline setweight
-    gen_random_uuid uuid_generate_v4 version current_schema current_database current_user
-    session_user pg_typeof pg_column_size pg_relation_size pg_total_relation_size
-    pg_table_size pg_indexes_size pg_size_pretty pg_database_size
-    """.split()  # noqa: SIM905  (a word list reads better than 200 quoted strings)
-)
-
-# Never, whatever pg_proc says: they signal, lock, read files, or run other SQL.
-_DENIED_PREFIXES = (
-    "nextval", "setval", "currval", "lastval", "pg_advisory", "pg_try_advisory",
-    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
-    "pg_read_", "pg_ls_", "pg_stat_file", "pg_file", "lo_", "dblink", "set_config",
-    "pg_notify", "pg_sleep", "txid_current", "pg_current_xact_id", "pg_logical_",
-    "pg_replication_", "pg_create_", "pg_drop_", "pg_switch_wal", "pg_promote",
-    "pg_backup", "pg_start_backup", "pg_stop_backup", "pg_stat_reset", "pg_import_",
-    "query_to_xml", "cursor_to_xml", "table_to_xml", "schema_to_xml", "database_to_xml",
-    "ts_stat", "pg_wal_replay", "pg_log_backend", "pg_export_snapshot",
-)  # fmt: skip
-
 
 def refuse(reason: str) -> InvalidInput:
     return InvalidInput(
@@ -148,10 +101,9 @@ def function_name(call: ast.FuncCall) -> tuple[str | None, str]:
     return (parts[0] if len(parts) > 1 else None), parts[-1]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CheckedQuery:
     sql: str  # the one statement, without a trailing semicolon
-    unknown_functions: set[str] = field(default_factory=set)  # to verify in pg_proc
 
 
 def check_read_only(query: str) -> CheckedQuery:
@@ -173,7 +125,6 @@ def check_read_only(query: str) -> CheckedQuery:
         if reason is None and kind.endswith("Stmt"):
             reason = f"{kind.removesuffix('Stmt')} is DDL or a command, not a query"
         raise refuse(reason or f"{kind} is not a query")
-    checked = CheckedQuery(_statement_text(query, raw))
     for node in walk(raw.stmt):
         name = type(node).__name__
         if name in _REFUSED_NODES:
@@ -181,8 +132,8 @@ def check_read_only(query: str) -> CheckedQuery:
         if name not in _ALLOWED_NODES:
             raise refuse(f"the construct {name} is not on the read-only allow-list")
         if isinstance(node, ast.FuncCall):
-            _check_function(node, checked)
-    return checked
+            _check_function_name(node)
+    return CheckedQuery(_statement_text(query, raw))
 
 
 def _statement_text(query: str, raw: ast.RawStmt) -> str:
@@ -192,40 +143,39 @@ def _statement_text(query: str, raw: ast.RawStmt) -> str:
     return query[start:end].strip().rstrip(";").strip()
 
 
-def _check_function(call: ast.FuncCall, checked: CheckedQuery) -> None:
+def _check_function_name(call: ast.FuncCall) -> None:
+    """An early, database-free refusal of calls spelled out by name; PostgreSQL's own
+    resolution (layer 2) is what decides, for every other spelling too."""
     schema, name = function_name(call)
-    if name.startswith(_DENIED_PREFIXES):
+    if name.startswith(DENIED_PREFIXES):
         raise refuse(f"the function {name}() can change state or signal other sessions")
     if schema not in (None, "pg_catalog"):
         raise refuse(f"the function {schema}.{name}() is not known to be read-only")
-    if name not in SAFE_FUNCTIONS:
-        checked.unknown_functions.add(name)
-
-
-async def verify_functions(connection: Any, names: set[str]) -> None:
-    """Functions off the allow-list pass only if every pg_catalog overload is non-volatile."""
-    for name in sorted(names):
-        result = await connection.exec_driver_sql(
-            "SELECT count(*), count(*) FILTER (WHERE p.provolatile = 'v') FROM pg_proc p "
-            "JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = 'pg_catalog' AND p.proname = %(name)s",
-            {"name": name},
-        )
-        total, volatile = result.one()
-        if total == 0:
-            raise refuse(f"the function {name}() is not a known read-only built-in")
-        if volatile:
-            raise refuse(f"the function {name}() is volatile and may change state")
 
 
 # --- running it ------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ExplainAccess:
+    """Who the statement runs as, and which functions outside pg_catalog it may call."""
+
+    # The role entered with SET LOCAL ROLE; None when the connection's own user is
+    # already the restricted one (EXPLAIN_DATABASE_URL names a login role).
+    role: str | None = explain_role.DEFAULT_ROLE
+    allowed_functions: frozenset[str] = frozenset()  # schema.name
+
+
+DEFAULT_ACCESS = ExplainAccess()
+
+
 def escape_percent(sql: str) -> str:
     """psycopg reads % as a placeholder whenever SQLAlchemy passes parameters (it always
     does, if only an empty dict), so a literal % in the text must be doubled."""
     return sql.replace("%", "%%")
 
 
-async def explain_query(engine: AsyncEngine, query: str, timeout_ms: int) -> dict[str, Any]:
+async def explain_query(
+    engine: AsyncEngine, query: str, timeout_ms: int, access: ExplainAccess = DEFAULT_ACCESS
+) -> dict[str, Any]:
     checked = check_read_only(query)  # refusals say why, whatever the database
     if engine.dialect.name != "postgresql":
         raise InvalidInput(
@@ -235,10 +185,12 @@ async def explain_query(engine: AsyncEngine, query: str, timeout_ms: int) -> dic
         )
     async with engine.connect() as connection:
         try:
-            await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            await _enter_role(connection, access.role)
             await connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
             await connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
-            await verify_functions(connection, checked.unknown_functions)
+            await _check_calls(connection, checked.sql, access.allowed_functions)
+            # Read-only from here: the probe view above was the transaction's only write.
+            await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
             result = await connection.exec_driver_sql(
                 escape_percent("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + checked.sql), {}
             )
@@ -251,18 +203,92 @@ async def explain_query(engine: AsyncEngine, query: str, timeout_ms: int) -> dic
     return summarize(document[0])
 
 
+async def _enter_role(connection: Any, role: str | None) -> None:
+    """Become the EXPLAIN role, and refuse to run as one that may do too much."""
+    if role is not None:
+        try:
+            await connection.exec_driver_sql(f'SET LOCAL ROLE "{_role_name(role)}"')
+        except DBAPIError as exc:
+            raise ServiceUnavailable(
+                f"EXPLAIN is disabled: its role {role!r} does not exist or this service's "
+                "user may not enter it; run `tenantry db upgrade` as a user with CREATEROLE "
+                "(docs/security.md)",
+                code="EXPLAIN_ROLE_MISSING",
+                details={"role": role, "sqlstate": getattr(exc.orig, "sqlstate", None)},
+            ) from None
+    unsafe = await explain_role.unsafe_privileges(connection)
+    if unsafe:
+        raise ServiceUnavailable(
+            f"EXPLAIN is disabled: the role it runs as {', '.join(unsafe)}; it must be able "
+            "to read the application's tables and nothing else (docs/security.md)",
+            code="EXPLAIN_ROLE_UNSAFE",
+            details={"role": role, "unsafe": unsafe},
+        )
+
+
+def _role_name(role: str) -> str:
+    if not explain_role.ROLE_PATTERN.fullmatch(role):
+        raise ValueError(f"EXPLAIN role {role!r} is not a plain lower-case identifier")
+    return role
+
+
+async def _check_calls(connection: Any, sql: str, allowed: frozenset[str]) -> None:
+    try:
+        functions = await explain_calls.called_functions(connection, sql)
+    except ValueError as exc:
+        raise refuse(str(exc)) from None
+    for function in functions:
+        reason = explain_calls.refusal(function, allowed)
+        if reason:
+            raise refuse(reason)
+
+
+# Fixed texts by SQLSTATE (and class): PostgreSQL's messages may quote the data.
+_ERRORS = {
+    "42P01": "a table or view it names does not exist",
+    "42703": "a column it names does not exist",
+    "42883": "a function or operator it names does not exist for these argument types",
+    "42501": "permission denied: EXPLAIN may read the application's tables and nothing else",
+    "42601": "a syntax error",
+    "42804": "a type mismatch",
+    "42725": "an ambiguous function call",
+    "42702": "an ambiguous column reference",
+    "25006": "it tries to write, in the read-only transaction EXPLAIN runs in",
+    "22012": "division by zero",
+    "21000": "a subquery used as an expression returned more than one row",
+    "2F003": "a function it calls is not permitted here",
+}
+_CLASSES = {
+    "0A": "a feature not supported",
+    "21": "a cardinality violation",
+    "22": "a data exception (a value could not be converted or computed)",
+    "23": "an integrity constraint violation",
+    "25": "an invalid transaction state",
+    "2F": "an SQL routine exception",
+    "38": "an external routine exception",
+    "39": "an external routine invocation exception",
+    "42": "a syntax error or access rule violation",
+    "53": "insufficient resources",
+    "54": "a program limit exceeded",
+    "55": "an object not in the required state",
+    "57": "operator intervention",
+    "P0": "a PL/pgSQL error",
+    "XX": "an internal error",
+}
+
+
 def _query_failed(exc: DBAPIError, timeout_ms: int) -> InvalidInput:
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    if sqlstate == "57014":
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    if sqlstate in ("57014", "55P03"):
         return InvalidInput(
             f"the query ran longer than the {timeout_ms} ms statement timeout",
             code="STATEMENT_TIMEOUT",
             details={"field": "query", "rule": "statement-timeout", "timeoutMs": timeout_ms},
         )
-    message = str(getattr(exc.orig, "args", [exc])[0]).strip().splitlines()[0]
+    what = _ERRORS.get(sqlstate) or _CLASSES.get(sqlstate[:2], "a database error")
     return InvalidInput(
-        f"the query failed: {message}",
-        details={"field": "query", "rule": "executes", "sqlstate": sqlstate},
+        f"the query failed: {what} (SQLSTATE {sqlstate or 'unknown'})",
+        details={"field": "query", "rule": "executes", "sqlstate": sqlstate or None},
     )
 
 

@@ -22,6 +22,7 @@ from tenantry.queries.backends import CacheBackend, MemoryCache, RedisCache
 from tenantry.queries.cache import ReadCache
 from tenantry.queries.monitor import NO_COMPANY, QueryMonitor, Series, merge_series
 from tenantry.queries.replicas import ReplicaGate, ReplicaRouter
+from tenantry.settings import async_database_url
 
 if TYPE_CHECKING:
     from tenantry.container import Services
@@ -40,6 +41,8 @@ class QueryOptimizer:
         slow_query_ms: float = 1000.0,
         cache_ttl: float = 300.0,
         explain_timeout_ms: int = 5000,
+        explain_access: explain.ExplainAccess = explain.DEFAULT_ACCESS,
+        explain_url: str | None = None,
         replica_urls: Iterable[str] = (),
         replica_gate: ReplicaGate | None = None,
         flush_seconds: float = 5.0,
@@ -49,6 +52,8 @@ class QueryOptimizer:
         self.redis = redis
         self.cache_ttl = cache_ttl
         self.explain_timeout_ms = explain_timeout_ms
+        self.explain_access = explain_access
+        self.explain_url = explain_url
         self.flush_seconds = flush_seconds
         self.monitor = QueryMonitor(slow_query_ms=slow_query_ms)
         self.monitor.attach(db.engine)
@@ -58,6 +63,7 @@ class QueryOptimizer:
             db, list(replica_urls), replica_gate or _off, monitor=self.monitor
         )
         self._tools: AsyncEngine | None = None
+        self._explainer: AsyncEngine | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._cache_flushed: dict[str, tuple[int, int]] = {}
 
@@ -80,8 +86,9 @@ class QueryOptimizer:
                 await self.flush()
         self.monitor.detach_all()
         await self.replicas.dispose()
-        if self._tools is not None:
-            await self._tools.dispose()
+        for engine in (self._tools, self._explainer):
+            if engine is not None:
+                await engine.dispose()
 
     async def _flush_forever(self) -> None:
         while True:
@@ -306,9 +313,19 @@ class QueryOptimizer:
             self._tools = create_async_engine(self.db.url, poolclass=NullPool)
         return self._tools
 
+    def _explain_engine(self) -> AsyncEngine:
+        """Unmonitored too; on EXPLAIN_DATABASE_URL's login role when one is given."""
+        if self.explain_url is None:
+            return self._tools_engine()
+        if self._explainer is None:
+            self._explainer = create_async_engine(self.explain_url, poolclass=NullPool)
+        return self._explainer
+
     async def explain_query(self, query: str) -> dict[str, Any]:
-        engine = self.db.engine if self.db.dialect != "postgresql" else self._tools_engine()
-        return await explain.explain_query(engine, query, self.explain_timeout_ms)
+        engine = self.db.engine if self.db.dialect != "postgresql" else self._explain_engine()
+        return await explain.explain_query(
+            engine, query, self.explain_timeout_ms, self.explain_access
+        )
 
     def workload(
         self,
@@ -405,6 +422,16 @@ async def build_query_optimizer(services: Services, stack: AsyncExitStack) -> Qu
         slow_query_ms=settings.slow_query_ms,
         cache_ttl=settings.query_cache_ttl_seconds,
         explain_timeout_ms=settings.query_explain_timeout_ms,
+        # With a login role of its own, EXPLAIN runs as that role and enters none.
+        explain_access=explain.ExplainAccess(
+            role=None if settings.explain_database_url else settings.explain_role,
+            allowed_functions=settings.explain_allowed_function_set,
+        ),
+        explain_url=(
+            async_database_url(settings.explain_database_url)
+            if settings.explain_database_url
+            else None
+        ),
         replica_urls=settings.replica_urls,
         # The `use-read-replicas` flag decides per company; resilience is built after
         # queries, so the flag service is looked up at read time.
