@@ -113,6 +113,13 @@ async def test_queries_page_shows_statements_and_an_explain_box(
     )
     assert refused.status_code == 200
     assert 'role="alert"' in refused.text and 'id="explain-result"' not in refused.text
+    # the attack review's spelling: a function called through attribute notation
+    attribute = await client.post(
+        "/admin/queries/explain",
+        data={"csrf": csrf, "query": "SELECT replace(('/etc/passwd').pg_read_file, 'x', 'y')"},
+    )
+    assert 'role="alert"' in attribute.text and "pg_read_file" in attribute.text
+    assert "root:" not in attribute.text
 
 
 async def test_index_advice_page(client: AsyncClient, csrf: str, app: Any) -> None:

@@ -334,3 +334,42 @@ async def test_the_api_refuses_attribute_notation(
             "/api/query-optimizer/explain", json={"query": "SELECT 1"}, headers=ADMIN
         )
         assert fine.status_code == 200, fine.text
+
+
+async def test_explain_can_run_as_a_login_role_of_its_own(
+    settings_factory: Any, client_factory: Any, postgres_url: str
+) -> None:
+    """EXPLAIN_DATABASE_URL: a login role that is a member of the EXPLAIN role."""
+    login = f"tenantry_test_login_{uuid.uuid4().hex[:10]}"
+    own_url = postgres_url.replace("postgresql://postgres@", f"postgresql://{login}@")
+    settings = settings_factory(explain_database_url=own_url)
+    try:
+        async with client_factory(settings) as (_, client):
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE tenantry_explain")
+                conn.execute("CREATE TABLE products (id int)")
+
+            async def explain_status(query: str) -> tuple[int, Any]:
+                response = await client.post(
+                    "/api/query-optimizer/explain", json={"query": query}, headers=ADMIN
+                )
+                return response.status_code, response.json()
+
+            assert (await explain_status("SELECT * FROM products"))[0] == 200
+            status, body = await explain_status("SELECT * FROM tenantry_api_keys")
+            assert (status, body["error"]["details"]["sqlstate"]) == (422, "42501")
+        # pointed at a superuser instead, EXPLAIN refuses to run at all
+        async with client_factory(settings_factory(explain_database_url=postgres_url)) as (
+            _,
+            client,
+        ):
+            refused = await client.post(
+                "/api/query-optimizer/explain", json={"query": "SELECT 1"}, headers=ADMIN
+            )
+            assert (refused.status_code, refused.json()["error"]["code"]) == (
+                503,
+                "EXPLAIN_ROLE_UNSAFE",
+            )
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {login}")
