@@ -8,7 +8,7 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from tenantry.app import create_app
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, bearer
 
 
 async def test_health_answers(client: AsyncClient) -> None:
@@ -18,7 +18,7 @@ async def test_health_answers(client: AsyncClient) -> None:
 
 
 async def test_ready_reports_database(client: AsyncClient, settings: Any) -> None:
-    response = await client.get("/ready")
+    response = await client.get("/ready", headers=ADMIN)
     assert response.status_code == 200
     database = response.json()["checks"]["database"]
     assert database["status"] == "up"
@@ -27,12 +27,34 @@ async def test_ready_reports_database(client: AsyncClient, settings: Any) -> Non
     assert database["dialect"] == expected
 
 
+async def test_ready_without_the_admin_key_is_status_only(
+    client: AsyncClient, settings: Any, company_keys: dict[str, dict[str, str]]
+) -> None:
+    for headers in ({}, company_keys["acme"]):
+        response = await client.get("/ready", headers=headers)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ready"}
+        assert str(settings.upload_dir) not in response.text
+    assert (await client.get("/ready", headers=bearer("wrong"))).status_code == 401
+    storage = (await client.get("/ready", headers=ADMIN)).json()["checks"]["storage"]
+    assert storage["status"] == "up"
+
+
+async def test_ready_details_can_be_public_for_trusted_probes(settings_factory: Any) -> None:
+    app = create_app(settings_factory(ready_details_public=True))
+    async with LifespanManager(app) as manager:
+        transport = ASGITransport(app=manager.app)
+        async with AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.get("/ready")
+    assert response.json()["checks"]["database"]["status"] == "up"
+
+
 async def test_ready_includes_redis_when_configured(settings_factory: Any, redis_url: str) -> None:
     app = create_app(settings_factory(redis_url=redis_url))
     async with LifespanManager(app) as manager:
         transport = ASGITransport(app=manager.app)
         async with AsyncClient(transport=transport, base_url="http://t") as http:
-            response = await http.get("/ready")
+            response = await http.get("/ready", headers=ADMIN)
     assert response.status_code == 200
     assert response.json()["checks"]["redis"]["status"] == "up"
 
@@ -43,7 +65,10 @@ async def test_ready_is_503_when_a_dependency_is_down(settings_factory: Any) -> 
     async with LifespanManager(app) as manager:
         transport = ASGITransport(app=manager.app)
         async with AsyncClient(transport=transport, base_url="http://t") as http:
-            response = await http.get("/ready")
+            anonymous = await http.get("/ready")
+            response = await http.get("/ready", headers=ADMIN)
+    assert anonymous.status_code == 503
+    assert anonymous.json() == {"status": "not ready"}  # no Redis error text for anyone
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "not ready"
@@ -66,6 +91,9 @@ async def test_openapi_docs_are_served(client: AsyncClient) -> None:
     assert (await client.get("/docs")).status_code == 200
     schema = (await client.get("/openapi.json")).json()
     assert "/api/keys" in schema["paths"]
+    readiness = schema["components"]["schemas"]["Readiness"]
+    assert readiness["required"] == ["status"]  # the checks only come with the admin key
+    assert "admin key" in readiness["properties"]["checks"]["description"]
 
 
 async def test_unknown_route_uses_the_error_shape(client: AsyncClient) -> None:

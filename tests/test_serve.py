@@ -15,10 +15,13 @@ def test_serve_runs_on_embedded_defaults(tmp_path: Path) -> None:
         assert httpx.get(f"{base}/health", timeout=5).json() == {"status": "ok"}
         ready = httpx.get(f"{base}/ready", timeout=5)
         assert ready.status_code == 200
-        assert ready.json()["checks"]["database"]["dialect"] == "sqlite"
+        assert ready.json() == {"status": "ready"}
         assert httpx.get(f"{base}/docs", timeout=5).status_code == 200
 
         token = (tmp_path / "data" / "admin-token").read_text().strip()
+        admin = {"Authorization": f"Bearer {token}"}
+        details = httpx.get(f"{base}/ready", headers=admin, timeout=5).json()
+        assert details["checks"]["database"]["dialect"] == "sqlite"
         keys = httpx.get(
             f"{base}/api/keys", headers={"Authorization": f"Bearer {token}"}, timeout=5
         )

@@ -22,22 +22,32 @@ async def liveness() -> dict[str, Any]:
 
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
-    checks: dict[str, dict[str, Any]] = Field(
-        description="Each dependency's status (up/down), latency and details."
+    checks: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="Each dependency's status (up/down), latency and details; only with the"
+        " admin key (or TENANTRY_READY_DETAILS_PUBLIC=true): they name paths, circuit"
+        " states and dependency errors.",
     )
 
 
 @router.get(
     "/ready",
     response_model=Readiness,
+    response_model_exclude_none=True,
     responses={503: {"model": Readiness, "description": "A dependency is down."}},
 )
-async def readiness(services: ServicesDep) -> JSONResponse:
+async def readiness(services: ServicesDep, request: Request) -> JSONResponse:
+    """Ready when every dependency is up (200), else 503. Anyone gets the status; the
+    checks' details need the admin key, since they show how the deployment is built."""
+    details = services.settings.ready_details_public
+    if not details and request.headers.get("authorization"):
+        principal = await get_principal(request, services, await bearer_scheme(request))
+        details = principal.is_admin  # a company key gets the status, like anyone
     ready, checks = await services.health.run_all()
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready"}
+    if details:
+        body["checks"] = checks
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", response_class=Response)

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         20, ge=0, validation_alias="TENANTRY_AUTH_FAILURES_PER_MINUTE"
     )
     metrics_public: bool = Field(False, validation_alias="TENANTRY_METRICS_PUBLIC")
+    # /ready answers status only without the admin key; true shows every check's details
+    # (paths, circuit states, dependency errors) to anyone, for probes on a trusted network.
+    ready_details_public: bool = Field(False, validation_alias="TENANTRY_READY_DETAILS_PUBLIC")
     shutdown_timeout_seconds: float = Field(
         45.0, gt=0, le=3600, validation_alias="TENANTRY_SHUTDOWN_TIMEOUT_SECONDS"
     )

@@ -82,7 +82,7 @@ async def test_health_says_whether_the_backend_is_durable(api: Any) -> None:
     if durable:  # jobs enqueued while Redis is unreachable wait in the database outbox
         expected["outboxPending"] = 0
     assert response.json() == expected
-    ready = (await client.get("/ready")).json()
+    ready = (await client.get("/ready", headers=ADMIN)).json()
     assert ready["checks"]["jobs"]["status"] == "up"
     assert (await client.get("/api/queues/health")).status_code == 401
 
@@ -368,6 +368,6 @@ async def test_with_redis_down_the_app_serves_and_jobs_wait_in_the_outbox(
             assert await outbox.pending() == 1
             health = await client.get("/api/queues/health", headers=ADMIN)
             assert health.status_code == 503
-            ready = await client.get("/ready")
+            ready = await client.get("/ready", headers=ADMIN)
             assert ready.status_code == 503
             assert ready.json()["checks"]["jobs"]["status"] == "down"

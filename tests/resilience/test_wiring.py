@@ -148,7 +148,7 @@ async def test_database_outage_makes_auth_answer_503_fast(
     # The admin key needs no database: operators keep their console.
     health = await client.get(f"{BASE}/health", headers=ADMIN)
     assert health.json()["openCircuits"] == ["database"]
-    ready = await client.get("/ready")
+    ready = await client.get("/ready", headers=ADMIN)
     assert ready.status_code == 503
     assert "circuit database is open" in ready.json()["checks"]["database"]["error"]
 

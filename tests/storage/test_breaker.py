@@ -24,7 +24,7 @@ async def test_an_open_storage_circuit_answers_503_and_stores_nothing(
     assert "retry-after" in upload.headers
     listed = await client.get("/api/storage/files", headers=company_keys["acme"])
     assert listed.json()["files"] == []
-    ready = await client.get("/ready")
+    ready = await client.get("/ready", headers=ADMIN)
     assert ready.json()["checks"]["storage"]["status"] == "down"
 
     breaker.reset()

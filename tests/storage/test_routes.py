@@ -157,7 +157,7 @@ async def test_storage_health(client: AsyncClient, company_keys: Keys) -> None:
         "publicUrls": True,
     }
     assert (await client.get("/api/storage/health")).status_code == 401
-    ready = await client.get("/ready")
+    ready = await client.get("/ready", headers=ADMIN)
     assert ready.json()["checks"]["storage"]["status"] == "up"
 
 
