@@ -66,6 +66,20 @@ CASES = [
     ),
     Case("NUL in filename", "POST", "/api/storage/files", raw_upload(b"evil\x00.txt"), True),
     Case("control char in filename", "POST", "/api/storage/files", raw_upload(b"a\x07b.txt"), True),
+    Case(
+        "bidi override in filename",
+        "POST",
+        "/api/storage/files",
+        raw_upload("invoice\u202etxt.exe".encode()),
+        True,
+    ),
+    Case(
+        "zero-width space in filename",
+        "POST",
+        "/api/storage/files",
+        upload("in\u200bvoice.txt", b"x"),
+        True,
+    ),
     Case("oversized upload", "POST", "/api/storage/files", upload("big.txt", b"x" * 8192), True),
     Case("empty upload", "POST", "/api/storage/files", upload("empty.txt", b""), True),
     Case(
@@ -199,4 +213,5 @@ async def test_every_hostile_input_is_a_clear_4xx_and_changes_nothing(
     assert answers["executable content type"] == 415
     assert answers["rollout above 100"] == 422
     assert answers["invalid cron"] == 422
+    assert answers["bidi override in filename"] == answers["zero-width space in filename"] == 422
     assert await snapshot(app) == before

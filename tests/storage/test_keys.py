@@ -18,7 +18,7 @@ from tenantry.storage.keys import SAFE_NAME_CHARS, new_key, parse_key, safe_name
         ("履歴書.docx", "履歴書.docx"),
         (".htaccess", "htaccess"),
         ("-rf", "rf"),
-        ("evil\u202egnp.exe", "evil-gnp.exe"),  # a right-to-left override cannot disguise it
+        ("\u0645\u06cc\u200c\u0631\u0648\u062f.txt", "\u0645\u06cc-\u0631\u0648\u062f.txt"),
         ("a<b>c|d?.txt", "a-b-c-d-.txt"),
         ("%2e%2e%2f.txt", "2e-2e-2f.txt"),
         ("x...", "x"),
@@ -43,7 +43,28 @@ def test_unusable_filenames_are_refused(filename: str) -> None:
     assert raised.value.details["field"] == "filename"
 
 
-@pytest.mark.parametrize("category", ["", "a/b", "..", "a b", "é", "x" * 65, "_x"])
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "invoice\u202etxt.exe",  # right-to-left override: shown as "invoiceexe.txt"
+        "a\u2066b\u2069.pdf",  # isolates
+        "a\u200eb.pdf",  # left-to-right mark
+        "a\u200bb.pdf",  # zero-width space
+        "\ufeffa.pdf",  # byte order mark
+        "a\u2028b.pdf",  # line separator
+        "a\ud800b.pdf",  # lone surrogate
+    ],
+)
+def test_invisible_and_reordering_characters_are_refused(filename: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        safe_name(filename)
+    assert raised.value.details["field"] == "filename"
+    assert "filename must not contain" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "category", ["", "a/b", "..", "a b", "é", "x" * 65, "_x", "docs\u202e", "do\u200bcs"]
+)
 def test_bad_categories_are_refused(category: str) -> None:
     with pytest.raises(InvalidInput) as raised:
         new_key("acme", category, "a.pdf")

@@ -27,6 +27,17 @@ _KEY_PATTERN = re.compile(
 )
 
 
+# Control characters, surrogates and line/paragraph separators: never part of a name.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# The joiners some scripts (Persian, Indic) and emoji sequences need; they cannot reorder
+# text, unlike the other format characters (Cf).
+_JOINERS = frozenset({"\u200c", "\u200d"})
+
+
+def _invisible_format(char: str) -> bool:
+    return unicodedata.category(char) == "Cf" and char not in _JOINERS
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectKey:
     company_id: str
@@ -56,8 +67,13 @@ def validate_filename(filename: str) -> str:
         problem = "must not be empty"
     elif len(name) > MAX_FILENAME_CHARS:
         problem = f"must be at most {MAX_FILENAME_CHARS} characters"
-    elif any(unicodedata.category(char) == "Cc" for char in name):
+    elif any(unicodedata.category(char) in _REFUSED_CATEGORIES for char in name):
         problem = "must not contain control characters (NUL, newline, …)"
+    elif any(_invisible_format(char) for char in name):
+        problem = (
+            "must not contain invisible format characters (bidirectional overrides such as"
+            " U+202E, which can disguise an extension, zero-width spaces, …)"
+        )
     elif "/" in name or "\\" in name:
         problem = "must be a name, not a path ('/' and '\\' are not allowed)"
     elif name.strip(".") == "":
