@@ -36,6 +36,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CSP_WATCH = """
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.reportViolation(`${e.violatedDirective} blocked ${e.blockedURI} on ${location.pathname}`));
+"""
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +105,16 @@ def server(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[LiveSe
 @pytest.fixture
 def page(browser: Browser, server: LiveServer) -> Iterator[Page]:
     context = browser.new_context(base_url=server.base_url, viewport={"width": 1360, "height": 900})
+    # Every Content-Security-Policy violation on any page, reported from the page itself
+    # (and any console line about one): the strict policy must cost the dashboard nothing.
+    violations: list[str] = []
+    context.expose_binding("reportViolation", lambda _source, text: violations.append(text))
+    context.add_init_script(CSP_WATCH)
     tab = context.new_page()
+    tab.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     offsite: list[str] = []
     tab.on(
         "request", lambda r: None if r.url.startswith(server.base_url) else offsite.append(r.url)
@@ -109,6 +122,7 @@ def page(browser: Browser, server: LiveServer) -> Iterator[Page]:
     yield tab
     context.close()
     assert not offsite, f"the dashboard reached off the machine: {offsite}"
+    assert not violations, f"the dashboard broke its Content-Security-Policy: {violations}"
 
 
 def api(server: LiveServer, method: str, path: str, **kwargs: Any) -> httpx.Response:

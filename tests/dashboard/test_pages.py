@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from httpx import AsyncClient
 
 from tests.conftest import ADMIN
+from tests.dashboard.conftest import log_in
 
 
 async def test_queues_page_lists_the_six_queues_with_empty_states(
@@ -129,3 +131,52 @@ async def test_index_advice_page(client: AsyncClient, csrf: str, app: Any) -> No
         assert "index advice needs PostgreSQL" in page.text
     else:
         assert "statements analysed" in page.text
+
+
+DASHBOARD_URLS = [
+    "/admin",
+    "/admin/queues",
+    "/admin/queues/email?state=failed",
+    "/admin/queries",
+    "/admin/circuits",
+    "/admin/flags",
+    "/admin/flags/vision-analysis",
+    "/admin/storage",
+    "/admin/queues/email/jobs/missing",  # an error page
+]
+INLINE = re.compile(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=|javascript:", re.I)
+
+
+def assert_protected(response: Any) -> None:
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "same-origin"
+
+
+async def test_every_dashboard_response_forbids_framing_and_foreign_content(
+    client: AsyncClient, app: Any
+) -> None:
+    # Before logging in: the redirect, the login page, a failed login, the assets.
+    for response in (
+        await client.get("/admin"),
+        await client.get("/admin/login"),
+        await client.post("/admin/login", data={"key": "wrong"}),
+        await client.get("/admin/static/dashboard.css"),
+        await client.get("/admin/static/htmx.min.js"),
+    ):
+        assert_protected(response)
+    csrf = await log_in(client)
+    history = app.state.dashboard_history
+    for n in range(3):  # the overview's charts have samples to draw (legends included)
+        history.record({"completed": n, "failed": 0, "p95": 1.0 + n, "p99": 2.0})
+    for url in DASHBOARD_URLS:
+        page = await client.get(url)
+        assert_protected(page)
+        # The policy allows no inline script or style, so the pages carry none.
+        assert not INLINE.search(page.text), (url, INLINE.search(page.text))
+    assert 'class="series-1"' in (await client.get("/admin")).text  # the charts drew legends
+    assert_protected(await client.post("/admin/logout", data={"csrf": csrf}))
+    assert "content-security-policy" not in (await client.get("/health")).headers

@@ -41,14 +41,15 @@ def line_chart(
         parts.append(f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y}" y2="{y}" stroke="#e4e7ec"/>')
         parts.append(f'<text x="2" y="{y + 3}">{top * fraction:g}{escape(unit)}</text>')
     for index, (name, values) in enumerate(series.items()):
-        color = PALETTE[index % len(PALETTE)]
+        shade = index % len(PALETTE)  # the legend's colour is class series-<shade> in the CSS
+        color = PALETTE[shade]
         step = span_x / max(len(values) - 1, 1)
         coords = " ".join(
             f"{PAD + i * step:.1f},{PAD + span_y * (1 - v / top):.1f}" for i, v in enumerate(values)
         )
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
         parts.append(
-            f'<text x="{PAD + index * 120}" y="{HEIGHT + 14}" style="fill:{color}">'
+            f'<text x="{PAD + index * 120}" y="{HEIGHT + 14}" class="series-{shade}">'
             f"■ {escape(name)}</text>"
         )
     if labels:

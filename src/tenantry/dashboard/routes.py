@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tenantry.dashboard import circuits, flags, overview, queries, queues, storage
 from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionsDep, dashboard_sessions
+from tenantry.dashboard.headers import DashboardHeaders
 from tenantry.dashboard.history import History
 from tenantry.dashboard.session import COOKIE_NAME, MAX_AGE_SECONDS, DashboardSession
 from tenantry.dashboard.views import HERE, render
@@ -91,6 +92,7 @@ async def _session_or_none(request: Request) -> DashboardSession | None:
 def install(app: FastAPI) -> None:
     """Mount the dashboard: its pages, its local assets, and the login redirect."""
     app.state.dashboard_history = History()
+    app.add_middleware(DashboardHeaders)
     app.include_router(router)
     for page in (overview, queues, queries, circuits, flags, storage):
         app.include_router(page.router, include_in_schema=False)
