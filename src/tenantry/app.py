@@ -19,6 +19,7 @@ from tenantry.container import Services
 from tenantry.dashboard import routes as dashboard
 from tenantry.errors import install_error_handlers
 from tenantry.health import HealthChecks
+from tenantry.http_limits import RequestLimits
 from tenantry.jobs.routes import router as jobs_router
 from tenantry.jobs.service import build_job_service
 from tenantry.metrics import Metrics, MetricsMiddleware
@@ -30,6 +31,8 @@ from tenantry.resilience.proxy import guard_async_methods
 from tenantry.resilience.routes import install as install_resilience
 from tenantry.resilience.service import build_resilience
 from tenantry.settings import Settings, load_settings
+from tenantry.storage.multipart import FORM_OVERHEAD
+from tenantry.storage.routes import UPLOAD_PATH
 from tenantry.storage.routes import router as storage_router
 from tenantry.storage.service import build_storage
 
@@ -151,6 +154,13 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastA
     install_error_handlers(app)
     install_openapi(app)
     metrics = Metrics()
+    # Inside the metrics middleware, so refused bodies are counted too.
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_request_body_bytes,
+        body_timeout=settings.body_timeout_seconds,
+        route_limits={("POST", UPLOAD_PATH): settings.max_upload_bytes + FORM_OVERHEAD},
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(health_routes.router)
     app.include_router(keys_routes.router)

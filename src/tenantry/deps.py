@@ -13,6 +13,9 @@ from tenantry.context import current_company
 from tenantry.errors import Unauthorized
 
 bearer_scheme = HTTPBearer(auto_error=False, description="The admin key or a company key.")
+# Where http_limits leaves the Principal it found for a request it authenticated before
+# reading its body (this function ran there); the route then reuses it.
+AUTHENTICATED = "tenantry.principal"
 
 
 def get_services(request: Request) -> Services:
@@ -28,6 +31,10 @@ async def get_principal(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
+    authenticated = request.scope.get("state", {}).get(AUTHENTICATED)
+    if isinstance(authenticated, Principal):
+        current_company.set(authenticated.company_id)
+        return authenticated
     # The key is checked first and only a failure meets the limiter: a valid key is never
     # refused because others guessed from the same address.
     client = request.client.host if request.client else "unknown"

@@ -58,6 +58,23 @@ class Settings(BaseSettings):
         45.0, gt=0, le=3600, validation_alias="TENANTRY_SHUTDOWN_TIMEOUT_SECONDS"
     )
     auto_migrate: bool = Field(True, validation_alias="TENANTRY_AUTO_MIGRATE")
+    # Requests are bounded before the app reads them (http_limits.py) and connections
+    # before they cost anything (server.py); docs/security.md lists every limit.
+    max_request_body_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        validation_alias="MAX_REQUEST_BODY_BYTES",
+        description="Largest request body on every route but uploads (MAX_UPLOAD_BYTES);"
+        " larger ones are refused with 413 before they are read.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        validation_alias="TENANTRY_BODY_TIMEOUT_SECONDS",
+        description="Longest wait for the next piece of a request body; then 408 and the"
+        " request is dropped (a cut-off upload leaves nothing behind).",
+    )
 
     # --- database ------------------------------------------------------------
     database_url: str | None = Field(None, validation_alias="DATABASE_URL")

@@ -28,6 +28,7 @@ from tenantry.storage.service import (
 )
 
 router = APIRouter(tags=["storage"])
+UPLOAD_PATH = "/api/storage/files"  # its body limit is MAX_UPLOAD_BYTES (app.py)
 
 CompanyQuery = Annotated[
     str | None, Query(alias="companyId", max_length=64, description="Admin key only.")
@@ -105,7 +106,7 @@ def _company_of_key(principal: Principal, key: str) -> str:
 
 
 @router.post(
-    "/api/storage/files",
+    UPLOAD_PATH,
     response_model=FileOut,
     status_code=201,
     openapi_extra={
