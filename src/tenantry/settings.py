@@ -218,7 +218,8 @@ class Settings(BaseSettings):
         100 * 1024 * 1024,
         ge=1,
         validation_alias="MAX_UPLOAD_BYTES",
-        description="Largest file an upload may carry; larger ones are refused with 413.",
+        description="Largest upload: its file and form fields together; larger ones are"
+        " refused with 413.",
     )
     storage_allowed_content_types: str = Field(
         "image/jpeg,image/png,image/gif,image/webp,application/pdf,text/plain,text/csv,"

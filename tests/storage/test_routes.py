@@ -175,7 +175,8 @@ async def test_too_large_upload_is_413_and_nothing_is_kept(
 ) -> None:
     response = await upload(client, company_keys["acme"], os.urandom(64 * 1024 + 1))
     assert_error(response, 413, "65536")
-    exactly = await upload(client, company_keys["acme"], os.urandom(64 * 1024))
+    # The limit counts every byte of every part: the file, "documents" and "false".
+    exactly = await upload(client, company_keys["acme"], os.urandom(64 * 1024 - 14))
     assert exactly.status_code == 201
     assert files_on_disk(settings) == [exactly.json()["key"]]
 
@@ -203,6 +204,71 @@ async def test_too_large_chunked_upload_is_stopped_midway(
     assert files_on_disk(settings) == []
     stats = await client.get("/api/storage/stats", headers=company_keys["acme"])
     assert stats.json()["totalFiles"] == 0
+
+
+async def assert_nothing_stored(
+    client: AsyncClient, headers: dict[str, str], settings: Settings
+) -> None:
+    assert files_on_disk(settings) == []
+    stats = await client.get("/api/storage/stats", headers=headers)
+    assert stats.json()["totalFiles"] == 0
+
+
+async def chunked(body: bytes) -> AsyncIterator[bytes]:
+    """No Content-Length: only what the parser counts can stop it."""
+    for start in range(0, len(body), 4096):
+        yield body[start : start + 4096]
+
+
+async def test_every_part_counts_and_each_parts_headers_are_bounded(
+    client: AsyncClient, company_keys: Keys, settings: Settings
+) -> None:
+    acme = company_keys["acme"]
+    file = ("file", b"a.txt", "text/plain", b"abc")
+    # The issue's reproduction: 20,000 repeated `category` parts next to a 3-byte file.
+    repeated, headers = multipart(*[("category", None, None, b"documents")] * 20_000, file)
+    response = await client.post(
+        "/api/storage/files", content=repeated, headers={**acme, **headers}
+    )
+    assert_error(response, 413, "maxBytes")  # its Content-Length alone is too much
+    response = await client.post(
+        "/api/storage/files", content=chunked(repeated), headers={**acme, **headers}
+    )
+    assert_error(response, 422, "more than 16 parts")
+    # One part whose few headers add up to more than its header budget.
+    long_headers, headers = multipart(("category", None, None, b"documents"), file)
+    extra = b"".join(b"\r\nX-%d: " % i + b"y" * 2000 for i in range(3))
+    long_headers = long_headers.replace(b"\r\n\r\ndocuments", extra + b"\r\n\r\ndocuments")
+    response = await client.post(
+        "/api/storage/files", content=long_headers, headers={**acme, **headers}
+    )
+    assert_error(response, 422, "headers are longer than 4096 bytes")
+    await assert_nothing_stored(client, acme, settings)
+
+
+async def test_text_fields_count_against_the_upload_limit(
+    client: AsyncClient, company_keys: Keys, settings: Settings
+) -> None:
+    """MAX_UPLOAD_BYTES (64 KiB here) counts every part: a category, 14 notes of 4 KiB, 8 KiB of
+    file."""
+    acme = company_keys["acme"]
+    fields = [("category", None, None, b"documents")]
+    fields += [(f"note{i}", None, None, b"n" * 4096) for i in range(14)]
+    for file_first in (False, True):  # streamed straight through, or spooled first
+        file = ("file", b"a.txt", "text/plain", b"f" * 8192)
+        parts = [file, *fields] if file_first else [*fields, file]
+        body, headers = multipart(*parts)
+        response = await client.post(
+            "/api/storage/files", content=chunked(body), headers={**acme, **headers}
+        )
+        assert_error(response, 413, "65536")
+        assert "form fields" in response.json()["error"]["message"]
+    too_long, headers = multipart(("category", None, None, b"d" * 4097), file)
+    response = await client.post(
+        "/api/storage/files", content=too_long, headers={**acme, **headers}
+    )
+    assert_error(response, 422, "category is too long")
+    await assert_nothing_stored(client, acme, settings)
 
 
 @pytest.mark.parametrize("content_type", ["text/html", "application/x-msdownload", "image/svg+xml"])

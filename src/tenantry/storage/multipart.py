@@ -6,6 +6,10 @@ size limit after the fact. Here the body is parsed incrementally (python-multipa
 the parser Starlette itself uses) and the file's chunks are handed straight to
 `StorageService.upload`.
 
+Every part is counted (MAX_PARTS), every part's headers and every text field are
+bounded, and every byte of every part counts against MAX_UPLOAD_BYTES, so a body
+of repeated fields costs no more than one file of the same size.
+
 The key needs the category, so fields must be known before the file is stored:
 - when `category` (and `isPublic`) come before the `file` part — as httpx, requests
   and browsers' FormData send them when appended first — the file is streamed directly;
@@ -25,13 +29,15 @@ from urllib.parse import unquote
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from tenantry.errors import InvalidInput
+from tenantry.errors import InvalidInput, PayloadTooLarge, TenantryError
 from tenantry.storage.service import StorageService, StoredFile
 
-MAX_FIELD_BYTES = 4096
-MAX_FIELDS = 16
+MAX_FIELD_BYTES = 4096  # one text field's value
+MAX_PART_HEADER_BYTES = 4096  # one part's headers, all together
+MAX_PARTS = 16  # every part, the file included, whatever its name
 SPOOL_IN_MEMORY = 1024 * 1024
-FORM_OVERHEAD = 64 * 1024  # headers and small fields a multipart body adds around the file
+# What a body may add around its parts' data: their headers and boundary lines.
+FORM_OVERHEAD = MAX_PARTS * (MAX_PART_HEADER_BYTES + 128)
 _FILENAME_STAR = re.compile(rb"filename\*=(?:UTF-8|utf-8)''([^;\s]+)")
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
 
@@ -46,30 +52,55 @@ class Part:
 class _Parser:
     """The request body as events: ("part", Part), ("data", bytes), ("end", None)."""
 
-    def __init__(self, request: Request, boundary: bytes) -> None:
+    def __init__(self, request: Request, boundary: bytes, max_bytes: int) -> None:
         self._request = request
+        self._max_bytes = max_bytes
         self._pending: list[tuple[str, Any]] = []
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
         self._field = b""
         self._value = b""
+        self._parts = 0
+        self._data_bytes = 0
         callbacks: Any = {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda d, s, e: self._add("_field", d[s:e]),
             "on_header_value": lambda d, s, e: self._add("_value", d[s:e]),
             "on_header_end": self._header_end,
             "on_headers_finished": self._headers_finished,
-            "on_part_data": lambda d, s, e: self._pending.append(("data", bytes(d[s:e]))),
+            "on_part_data": lambda d, s, e: self._data(bytes(d[s:e])),
             "on_part_end": lambda: self._pending.append(("end", None)),
         }
         self._parser = MultipartParser(boundary, callbacks)
 
     def _add(self, attribute: str, data: bytes) -> None:
         setattr(self, attribute, getattr(self, attribute) + data)
-        if len(self._field) + len(self._value) > MAX_FIELD_BYTES:
-            raise InvalidInput("a multipart header is too long", details={"field": "body"})
+        self._header_bytes += len(data)
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            raise InvalidInput(
+                f"a part's headers are longer than {MAX_PART_HEADER_BYTES} bytes",
+                details={"field": "body", "rule": "max_part_header_bytes"},
+            )
 
     def _part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise InvalidInput(
+                f"the upload has more than {MAX_PARTS} parts (category, isPublic, one file)",
+                details={"field": "body", "rule": "max_parts", "maxParts": MAX_PARTS},
+            )
         self._headers = []
+        self._header_bytes = 0
+
+    def _data(self, data: bytes) -> None:
+        self._data_bytes += len(data)
+        if self._data_bytes > self._max_bytes:  # text fields count like the file's bytes
+            raise PayloadTooLarge(
+                f"the upload is larger than the limit of {self._max_bytes} bytes"
+                " (the file and the form fields together)",
+                details={"field": "body", "maxBytes": self._max_bytes},
+            )
+        self._pending.append(("data", data))
 
     def _header_end(self) -> None:
         self._headers.append((self._field.lower(), self._value))
@@ -101,7 +132,7 @@ class _Parser:
                     yield event
                 self._pending.clear()
             self._parser.finalize()
-        except InvalidInput:
+        except TenantryError:
             raise
         except Exception as exc:  # python-multipart's parse errors
             raise InvalidInput(
@@ -135,7 +166,7 @@ def _filename(disposition: bytes, options: dict[bytes, bytes]) -> str | None:
 class UploadForm:
     """Reads fields and the one `file` part of an upload, streaming the file."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, max_bytes: int) -> None:
         content_type, options = parse_options_header(request.headers.get("content-type", ""))
         boundary = options.get(b"boundary")
         if content_type != b"multipart/form-data" or not boundary:
@@ -143,7 +174,7 @@ class UploadForm:
                 "the upload must be multipart/form-data with a 'file' part",
                 details={"field": "body", "rule": "multipart"},
             )
-        self._events = _Parser(request, boundary).events()
+        self._events = _Parser(request, boundary, max_bytes).events()
         self.fields: dict[str, str] = {}
 
     async def _next(self) -> tuple[str, Any] | None:
@@ -159,8 +190,6 @@ class UploadForm:
         return None
 
     async def read_field(self, part: Part) -> None:
-        if len(self.fields) >= MAX_FIELDS:
-            raise InvalidInput("too many form fields", details={"field": "body"})
         value = b""
         while (event := await self._next()) is not None and event[0] == "data":
             value += event[1]
@@ -191,7 +220,7 @@ async def receive_upload(request: Request, storage: StorageService, company_id: 
     length = request.headers.get("content-length", "")
     if length.isdigit():
         storage.check_size(max(0, int(length) - FORM_OVERHEAD))
-    form = UploadForm(request)
+    form = UploadForm(request, storage.max_upload_bytes)
     stored: StoredFile | None = None
     while (part := await form.next_part()) is not None:
         if part.filename is None:
