@@ -13,7 +13,6 @@ from rich.table import Table
 from tenantry import db as database
 from tenantry.auth import KeyStore
 from tenantry.errors import TenantryError
-from tenantry.logs import configure_logging
 from tenantry.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Tenantry: storage, jobs, query insight and resilience for tenants.")
@@ -63,17 +62,11 @@ def serve(
     ] = False,
 ) -> None:
     """Run the management API and the admin dashboard."""
-    import uvicorn
-
     from tenantry.app import create_app
+    from tenantry.server import serve as run
 
     settings = settings_or_exit()
-    uvicorn.run(
-        create_app(settings, demo=demo),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=configure_logging(settings.log_level, settings.log_format),
-    )
+    run(create_app(settings, demo=demo), settings, host or settings.host, port or settings.port)
 
 
 @app.command()

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
         description="Largest request body on every route but uploads (MAX_UPLOAD_BYTES);"
         " larger ones are refused with 413 before they are read.",
     )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        validation_alias="TENANTRY_HEADER_TIMEOUT_SECONDS",
+        description="Time a client has to send a request's headers (from its first byte, or"
+        " from connecting); then the connection is closed.",
+    )
     body_timeout_seconds: float = Field(
         30.0,
         gt=0,
@@ -74,6 +82,20 @@ class Settings(BaseSettings):
         validation_alias="TENANTRY_BODY_TIMEOUT_SECONDS",
         description="Longest wait for the next piece of a request body; then 408 and the"
         " request is dropped (a cut-off upload leaves nothing behind).",
+    )
+    limit_concurrency: int = Field(
+        1000,
+        ge=1,
+        validation_alias="TENANTRY_LIMIT_CONCURRENCY",
+        description="Open connections (or running requests) at which new requests are"
+        " answered 503 (uvicorn's limit_concurrency).",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        pattern=r"^[\s\w.:/*,\[\]-]*$",
+        validation_alias="FORWARDED_ALLOW_IPS",
+        description="Comma-separated proxy addresses (or '*') whose X-Forwarded-For and"
+        " X-Forwarded-Proto are trusted; empty: those headers are ignored.",
     )
 
     # --- database ------------------------------------------------------------
