@@ -154,6 +154,8 @@ def assert_protected(response: Any) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "same-origin"
+    static = response.url.path.startswith("/admin/static/")
+    assert (response.headers.get("cache-control") == "no-store") != static
 
 
 async def test_every_dashboard_response_forbids_framing_and_foreign_content(

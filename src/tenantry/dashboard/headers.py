@@ -2,7 +2,9 @@
 
 The dashboard serves only its own assets and has no inline script or style (charts
 colour by class, htmx's injected indicator style is switched off in base.html), so
-the policy allows nothing but the same origin, and no page may be framed.
+the policy allows nothing but the same origin, and no page may be framed. Pages
+(not the static assets) are never stored by a browser or proxy cache: they show
+companies, keys and plans to whoever holds the session.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
 ]
-_NAMES = {name for name, _ in HEADERS}
+NOT_STORED = (b"cache-control", b"no-store")
 
 
 class DashboardHeaders:
@@ -37,10 +39,14 @@ class DashboardHeaders:
             await self.app(scope, receive, send)
             return
 
+        static = path.startswith(self.prefix + "/static/")
+        added = HEADERS if static else [*HEADERS, NOT_STORED]
+        names = {name for name, _ in added}
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _NAMES]
-                message = {**message, "headers": kept + HEADERS}
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": kept + added}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
