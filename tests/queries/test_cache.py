@@ -102,6 +102,38 @@ async def test_a_failing_loader_fails_every_waiter_and_caches_nothing(
     assert await cache.read("acme", "k", Loader("fine"), 60) == "fine"
 
 
+class ClaimsLate:
+    """A backend whose first claim waits until `before` has run: another process's whole
+    load (miss, claim, store, release) slips in between this process's miss and claim."""
+
+    def __init__(self, inner: CacheBackend, before: Any) -> None:
+        self.inner, self.before = inner, before
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def claim(self, *args: Any) -> str | None:
+        if self.before is not None:
+            before, self.before = self.before, None
+            await before()
+        return await self.inner.claim(*args)
+
+
+async def test_a_claim_won_after_the_value_was_stored_loads_nothing(
+    backend: CacheBackend,
+) -> None:
+    loads = Loader({"rows": 3})
+    other = ReadCache(backend)
+
+    async def other_process_loads() -> None:
+        assert await other.read("acme", "hot", loads, 60) == {"rows": 3}
+
+    late = ReadCache(ClaimsLate(backend, other_process_loads))  # type: ignore[arg-type]
+    assert await late.read("acme", "hot", loads, 60) == {"rows": 3}
+    assert loads.calls == 1
+    assert late.hit_rate("acme") == 1.0
+
+
 async def test_a_cancelled_leader_does_not_strand_its_waiters(backend: CacheBackend) -> None:
     cache = ReadCache(backend)
     slow = Loader("slow", delay=0.2)

@@ -140,8 +140,16 @@ class ReadCache:
         deadline = time.monotonic() + self.claim_seconds
         while True:
             token = await self._guard(self.backend.claim(company, name, self.claim_seconds))
-            if token is not None or self.degraded or time.monotonic() > deadline:
+            if token is not None:
+                # The last claimant may have stored its value and released between our
+                # miss and this claim: look once more before loading it again.
+                cached, epoch = await self._backend_get(company, name)
+                if cached is not None:
+                    await self._guard(self.backend.release(company, name, token))
+                    return cached, epoch, None
                 return None, epoch, token
+            if self.degraded or time.monotonic() > deadline:
+                return None, epoch, None
             await asyncio.sleep(self.poll_seconds)
             cached, epoch = await self._backend_get(company, name)
             if cached is not None or epoch is None:
