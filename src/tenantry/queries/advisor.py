@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tenantry.errors import InvalidInput
-from tenantry.queries.explain import escape_percent
+from tenantry.queries.explain_calls import escape_percent
 from tenantry.queries.predicates import Catalog, StatementUse, TableUse, analyze
 
 log = logging.getLogger("tenantry.queries")

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry.errors import InvalidInput, ServiceUnavailable
 from tenantry.queries import explain_calls, explain_role
-from tenantry.queries.explain_calls import DENIED_PREFIXES
+from tenantry.queries.explain_calls import DENIED_PREFIXES, escape_percent
 
 MAX_QUERY_LENGTH = 100_000
 
@@ -165,12 +165,6 @@ class ExplainAccess:
 
 
 DEFAULT_ACCESS = ExplainAccess()
-
-
-def escape_percent(sql: str) -> str:
-    """psycopg reads % as a placeholder whenever SQLAlchemy passes parameters (it always
-    does, if only an empty dict), so a literal % in the text must be doubled."""
-    return sql.replace("%", "%%")
 
 
 async def explain_query(

@@ -124,7 +124,7 @@ async def called_functions(connection: Any, sql: str) -> list[Function]:
     # A subquery accepts what a view's own column list would not (duplicate names). The
     # text is the one statement check_read_only parsed, run as the EXPLAIN role.
     probe = f"CREATE TEMPORARY VIEW {PROBE_VIEW} AS SELECT 1 FROM ({sql}\n) AS tenantry_q"  # noqa: S608
-    await connection.exec_driver_sql(_escape(probe), {})
+    await connection.exec_driver_sql(escape_percent(probe), {})
     trees = await _scalars(
         connection,
         "SELECT ev_action::text FROM pg_rewrite WHERE ev_class = %(view)s::regclass",
@@ -211,6 +211,7 @@ async def _scalars(connection: Any, sql: str, parameters: dict[str, Any]) -> lis
     return [value for value in result.scalars() if value]
 
 
-def _escape(sql: str) -> str:
-    """psycopg reads % as a placeholder whenever SQLAlchemy passes parameters."""
+def escape_percent(sql: str) -> str:
+    """psycopg reads % as a placeholder whenever SQLAlchemy passes parameters (it always
+    does, if only an empty dict), so a literal % in the text must be doubled."""
     return sql.replace("%", "%%")
