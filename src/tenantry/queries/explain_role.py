@@ -175,7 +175,7 @@ UNSAFE_PRIVILEGES_SQL = (
     "FROM pg_roles r WHERE r.rolname = current_user"
 )
 _UNSAFE_LABELS = (
-    "superuser",
+    "is a superuser",
     "bypasses row-level security",
     "may create roles",
     *(f"has the rights of {name}" for name in DANGEROUS_ROLES),
