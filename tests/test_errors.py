@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from tenantry.errors import NotFound, ServiceUnavailable, install_error_handlers
+from tenantry.errors import NotFound, ServiceUnavailable
+from tenantry.http_errors import install_error_handlers
 
 app = FastAPI()
 install_error_handlers(app)

@@ -17,8 +17,8 @@ from tenantry import health_routes, keys_routes
 from tenantry.auth import FailedAuthLimiter, KeyStore, load_or_create_secret
 from tenantry.container import Services
 from tenantry.dashboard import routes as dashboard
-from tenantry.errors import install_error_handlers
 from tenantry.health import HealthChecks
+from tenantry.http_errors import install_error_handlers
 from tenantry.http_limits import RequestLimits
 from tenantry.jobs.routes import router as jobs_router
 from tenantry.jobs.service import build_job_service

@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantry.deps import AUTHENTICATED, bearer_scheme, get_principal
-from tenantry.errors import PayloadTooLarge, TenantryError, error_response
+from tenantry.errors import PayloadTooLarge, TenantryError
+from tenantry.http_errors import error_response
 
 log = logging.getLogger("tenantry")
 

@@ -23,7 +23,8 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from tenantry import db as database
-from tenantry.errors import InvalidInput, NotFound, PayloadTooLarge, install_error_handlers
+from tenantry.errors import InvalidInput, NotFound, PayloadTooLarge
+from tenantry.http_errors import install_error_handlers
 from tenantry.settings import Settings
 from tenantry.storage import StorageService
 from tenantry.storage.backends import PART_SIZE

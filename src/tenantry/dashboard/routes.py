@@ -16,7 +16,8 @@ from tenantry.dashboard.history import History
 from tenantry.dashboard.session import COOKIE_NAME, MAX_AGE_SECONDS, DashboardSession
 from tenantry.dashboard.views import HERE, render
 from tenantry.deps import ServicesDep
-from tenantry.errors import TenantryError, Unauthorized, error_response
+from tenantry.errors import TenantryError, Unauthorized
+from tenantry.http_errors import error_response
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
