@@ -21,9 +21,10 @@ from growthbook import GrowthBook
 from UnleashClient import UnleashClient
 from UnleashClient.cache import FileCache
 
-from tenantry.resilience.backends import MemoizedStore, MemoryFlagStore
 from tenantry.resilience.flags import DEFAULT_FLAGS, Flag
 from tenantry.resilience.service import FlagService
+from tenantry.resilience.stores.memoized import MemoizedStore
+from tenantry.resilience.stores.memory import MemoryFlagStore
 
 USERS = [f"user-{n}" for n in range(10_000)]
 KEYS = [flag.key for flag in DEFAULT_FLAGS]

@@ -12,15 +12,13 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason as OFReason
 
 from tenantry.errors import InvalidInput, ServiceUnavailable
-from tenantry.resilience.backends import (
-    FailsafeStore,
-    FlagStore,
-    MemoizedStore,
-    MemoryFlagStore,
-)
 from tenantry.resilience.flags import Flag, Target, Variant
 from tenantry.resilience.openfeature import TenantryProvider
 from tenantry.resilience.service import FlagService
+from tenantry.resilience.stores.base import FlagStore
+from tenantry.resilience.stores.failsafe import FailsafeStore
+from tenantry.resilience.stores.memoized import MemoizedStore
+from tenantry.resilience.stores.memory import MemoryFlagStore
 
 
 class Flaky:

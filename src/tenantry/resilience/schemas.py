@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from tenantry.resilience.backends import AuditEntry
 from tenantry.resilience.breaker import Breaker
 from tenantry.resilience.flags import Evaluation, Flag, Target, Variant
+from tenantry.resilience.stores.base import AuditEntry
 from tenantry.schemas import ApiModel
 
 FlagKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]

@@ -28,14 +28,6 @@ from tenantry.errors import (
     ServiceUnavailable,
     TenantryError,
 )
-from tenantry.resilience.backends import (
-    AuditEntry,
-    DatabaseFlagStore,
-    FailsafeStore,
-    GuardedStore,
-    MemoizedStore,
-    flag_not_found,
-)
 from tenantry.resilience.breaker import Breaker, CircuitOpenError
 from tenantry.resilience.flags import (
     DEFAULT_FLAGS,
@@ -46,6 +38,11 @@ from tenantry.resilience.flags import (
     Variant,
 )
 from tenantry.resilience.registry import DEFAULT_BREAKERS, BreakerRegistry, config_with
+from tenantry.resilience.stores.base import AuditEntry, flag_not_found
+from tenantry.resilience.stores.database import DatabaseFlagStore
+from tenantry.resilience.stores.failsafe import FailsafeStore
+from tenantry.resilience.stores.guarded import GuardedStore
+from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.resilience.sync import RedisSync
 from tenantry.settings import ConfigError
 

@@ -1,0 +1,144 @@
+"""`DatabaseFlagStore`: flags and their audit log in the database, one transaction a change."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenantry.db import Database, utcnow
+from tenantry.resilience.flags import Flag, Target, Variant
+from tenantry.resilience.models import FlagAuditRow, FlagRow
+from tenantry.resilience.stores.base import (
+    AuditEntry,
+    Change,
+    apply_change,
+    flag_conflict,
+    flag_not_found,
+)
+
+
+def _flag_of(row: FlagRow) -> Flag:
+    return Flag(
+        key=row.key,
+        description=row.description,
+        enabled=row.enabled,
+        target=Target(row.target),
+        rollout=row.rollout,
+        allow=frozenset(row.allow),
+        block=frozenset(row.block),
+        variants=tuple(
+            Variant(v["name"], int(v["weight"]), v.get("payload")) for v in row.variants
+        ),
+        version=row.version,
+    )
+
+
+def _write(row: FlagRow, flag: Flag) -> None:
+    data = flag.to_dict()
+    row.description = flag.description
+    row.enabled = flag.enabled
+    row.target = flag.target.value
+    row.rollout = flag.rollout
+    row.allow = data["allow"]
+    row.block = data["block"]
+    row.variants = data["variants"]
+    row.version = flag.version
+    row.updated_at = utcnow()
+
+
+class DatabaseFlagStore:
+    """Flags in `tenantry_feature_flags`, changes in `tenantry_feature_flag_audit`.
+
+    A change and its audit entry commit in one transaction; the flag row is locked
+    (SELECT ... FOR UPDATE on PostgreSQL) so concurrent changes do not overwrite each other.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def all(self) -> list[Flag]:
+        async with self._db.session() as session:
+            rows = (await session.scalars(select(FlagRow).order_by(FlagRow.key))).all()
+            return [_flag_of(row) for row in rows]
+
+    async def get(self, key: str) -> Flag | None:
+        async with self._db.session() as session:
+            row = await session.get(FlagRow, key)
+            return _flag_of(row) if row is not None else None
+
+    async def create(self, flag: Flag, *, actor: str) -> Flag:
+        created = Flag.from_dict({**flag.to_dict(), "version": 1})
+        try:
+            async with self._db.session() as session:
+                if await session.get(FlagRow, flag.key) is not None:
+                    raise flag_conflict(flag.key)
+                row = FlagRow(key=flag.key, created_at=utcnow())
+                _write(row, created)
+                session.add(row)
+                await session.flush()  # a concurrent insert of the same key fails here
+                session.add(self._audit_row(flag.key, "create", actor, None, created))
+        except IntegrityError:
+            raise flag_conflict(flag.key) from None
+        return created
+
+    async def update(self, key: str, change: Change, *, actor: str, action: str) -> Flag:
+        async with self._db.session() as session:
+            await self._lock_for_write(session, key)
+            row = await session.get(FlagRow, key, with_for_update=True)
+            if row is None:
+                raise flag_not_found(key)
+            current = _flag_of(row)
+            updated = apply_change(current, change)
+            if updated is None:
+                return current
+            _write(row, updated)
+            session.add(self._audit_row(key, action, actor, current, updated))
+            return updated
+
+    async def delete(self, key: str, *, actor: str) -> Flag:
+        async with self._db.session() as session:
+            await self._lock_for_write(session, key)
+            row = await session.get(FlagRow, key, with_for_update=True)
+            if row is None:
+                raise flag_not_found(key)
+            current = _flag_of(row)
+            await session.delete(row)
+            session.add(self._audit_row(key, "delete", actor, current, None))
+            return current
+
+    async def audit(self, key: str, limit: int = 100) -> list[AuditEntry]:
+        query = (
+            select(FlagAuditRow)
+            .where(FlagAuditRow.flag_key == key)
+            .order_by(FlagAuditRow.id.desc())
+            .limit(limit)
+        )
+        async with self._db.session() as session:
+            rows = (await session.scalars(query)).all()
+            return [
+                AuditEntry(r.id, r.flag_key, r.action, r.actor, r.at, r.before, r.after)
+                for r in rows
+            ]
+
+    async def _lock_for_write(self, session: AsyncSession, key: str) -> None:
+        """SQLite ignores FOR UPDATE and its driver reads outside the transaction until the
+        first write; a no-op write first takes SQLite's write lock, so read-modify-write is
+        atomic across connections and processes (PostgreSQL locks the row instead)."""
+        if self._db.dialect == "sqlite":
+            await session.execute(
+                update(FlagRow).where(FlagRow.key == key).values(version=FlagRow.version)
+            )
+
+    @staticmethod
+    def _audit_row(
+        key: str, action: str, actor: str, before: Flag | None, after: Flag | None
+    ) -> FlagAuditRow:
+        return FlagAuditRow(
+            flag_key=key,
+            action=action,
+            actor=actor,
+            at=utcnow(),
+            before=before.to_dict() if before else None,
+            after=after.to_dict() if after else None,
+        )
