@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tenantry.auth import validate_company_id
-from tenantry.queries.backends import CacheBackend
+from tenantry.queries.cache_backends.base import CacheBackend
 
 log = logging.getLogger("tenantry.queries")
 T = TypeVar("T")

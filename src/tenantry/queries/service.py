@@ -18,8 +18,8 @@ from tenantry.context import company_scope
 from tenantry.db import Database
 from tenantry.errors import ServiceUnavailable
 from tenantry.queries import advisor, explain
-from tenantry.queries.backends import CacheBackend, MemoryCache, RedisCache
 from tenantry.queries.cache import ReadCache
+from tenantry.queries.cache_backends import CacheBackend, MemoryCache, RedisCache
 from tenantry.queries.monitor import NO_COMPANY, QueryMonitor, Series, merge_series
 from tenantry.queries.replicas import ReplicaGate, ReplicaRouter
 from tenantry.settings import async_database_url
