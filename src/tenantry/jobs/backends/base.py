@@ -1,0 +1,173 @@
+"""The interface between the job service and an engine, and the types both speak.
+
+Job options are in BullMQ's shape (attempts, backoff, delay, jobId,
+removeOnComplete/removeOnFail) and states are BullMQ's, whatever the engine, so one
+contract suite (`tenantry.testing.jobs`) runs against every implementation.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+class PermanentJobError(Exception):
+    """Raised by a handler when retrying cannot help (bad input): the job fails at once."""
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """A job as stored: what `get_job_status` and the HTTP API show."""
+
+    id: str
+    queue: str
+    name: str
+    data: dict[str, Any]
+    state: str
+    progress: Any = 0
+    attempts_made: int = 0
+    attempts: int = 1
+    failed_reason: str | None = None
+    stacktrace: list[str] = field(default_factory=list)
+    result: Any = None
+    created_at: int = 0  # epoch milliseconds, as BullMQ stores them
+    processed_at: int | None = None
+    finished_at: int | None = None
+    delay_ms: int = 0
+    # Still in the database outbox (enqueued while Redis was unreachable).
+    outboxed: bool = False
+
+    @property
+    def company_id(self) -> str | None:
+        company = self.data.get("companyId") if isinstance(self.data, dict) else None
+        return company if isinstance(company, str) else None
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    id: str
+    queue: str
+    name: str
+    data: dict[str, Any]
+    pattern: str | None = None
+    every_ms: int | None = None
+    tz: str | None = None
+    next_run_at: int | None = None  # epoch milliseconds
+
+
+class ActiveJob(Protocol):
+    """The job a handler is running: its data, and a way to report progress and log."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def attempts_made(self) -> int: ...
+
+    async def update_progress(self, progress: int | dict[str, Any]) -> None: ...
+    async def log(self, line: str) -> None: ...
+
+
+Processor = Callable[[str, ActiveJob], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    concurrency: dict[str, int]  # queue -> jobs run at once
+    lock_duration_ms: int = 30000
+    stalled_interval_ms: int = 30000
+    # How often a job may be recovered from a dead worker before it is failed instead.
+    max_stalled_count: int = 1
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class JobBackend(ABC):
+    """What the job service needs from an engine."""
+
+    kind: ClassVar[str]
+    durable: ClassVar[bool]
+
+    @abstractmethod
+    async def add(
+        self, queue: str, name: str, data: dict[str, Any], options: dict[str, Any]
+    ) -> str:
+        """Enqueue a job; returns its id (an existing job with the same jobId is kept)."""
+
+    @abstractmethod
+    async def get(self, queue: str, job_id: str) -> JobRecord | None: ...
+
+    @abstractmethod
+    async def logs(self, queue: str, job_id: str) -> list[str]: ...
+
+    @abstractmethod
+    async def list_jobs(self, queue: str, state: str, start: int, end: int) -> list[JobRecord]:
+        """Jobs in one state, `start`..`end` inclusive; finished jobs newest first."""
+
+    @abstractmethod
+    async def counts(self, queue: str) -> dict[str, int]:
+        """Jobs per state: waiting, active, completed, failed, delayed, paused."""
+
+    @abstractmethod
+    async def retry(self, queue: str, job_id: str) -> None:
+        """Move one failed job back to waiting (`Conflict` if it has not failed)."""
+
+    @abstractmethod
+    async def retry_failed(self, queue: str) -> int:
+        """Move every failed job back to waiting; returns how many."""
+
+    @abstractmethod
+    async def pause(self, queue: str) -> None: ...
+
+    @abstractmethod
+    async def resume(self, queue: str) -> None: ...
+
+    @abstractmethod
+    async def is_paused(self, queue: str) -> bool: ...
+
+    @abstractmethod
+    async def clean(self, queue: str, state: str, grace_ms: int, limit: int) -> list[str]:
+        """Remove jobs in `state` older than `grace_ms`; returns their ids."""
+
+    @abstractmethod
+    async def upsert_schedule(
+        self,
+        queue: str,
+        schedule_id: str,
+        repeat: dict[str, Any],
+        name: str,
+        data: dict[str, Any],
+        options: dict[str, Any],
+    ) -> ScheduleRecord:
+        """Create or replace a schedule by id (so running it again changes nothing)."""
+
+    @abstractmethod
+    async def get_schedule(self, queue: str, schedule_id: str) -> ScheduleRecord | None: ...
+
+    @abstractmethod
+    async def list_schedules(self, queue: str) -> list[ScheduleRecord]: ...
+
+    @abstractmethod
+    async def remove_schedule(self, queue: str, schedule_id: str) -> bool: ...
+
+    @abstractmethod
+    async def start_workers(self, processor: Processor, settings: WorkerSettings) -> None:
+        """Start processing the queues named in `settings.concurrency`."""
+
+    @abstractmethod
+    async def stop_workers(self, grace_seconds: float) -> None:
+        """Stop taking jobs; let active ones finish for up to `grace_seconds`, then stop them."""
+
+    @abstractmethod
+    async def ping(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,338 @@
+"""`BullMQBackend`: the official `bullmq` package on Redis.
+
+Same keys and Lua scripts as Node BullMQ, so Node producers, workers and Bull Board
+share the queues. Durable: a job survives a crashed worker (its lock expires, the
+stalled-job check puts it back) and a restarted API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tenantry.errors import Conflict, NotFound
+from tenantry.jobs.backends.base import (
+    JobBackend,
+    JobRecord,
+    PermanentJobError,
+    Processor,
+    ScheduleRecord,
+    WorkerSettings,
+)
+
+log = logging.getLogger("tenantry.jobs")
+
+
+class _BullActiveJob:
+    def __init__(self, job: Any) -> None:
+        self._job = job
+
+    @property
+    def id(self) -> str:
+        return str(self._job.id)
+
+    @property
+    def name(self) -> str:
+        return str(self._job.name)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self._job.data
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def attempts_made(self) -> int:
+        return int(self._job.attemptsMade)
+
+    async def update_progress(self, progress: int | dict[str, Any]) -> None:
+        await self._job.updateProgress(progress)
+
+    async def log(self, line: str) -> None:
+        await self._job.log(line)
+
+
+# BullMQ's names for the lists/sets behind our states.
+_BULL_TYPES = {
+    "waiting": "waiting",
+    "active": "active",
+    "completed": "completed",
+    "failed": "failed",
+    "delayed": "delayed",
+    "paused": "waiting",
+}
+_BULL_CLEAN_TYPES = {
+    "completed": "completed",
+    "failed": "failed",
+    "delayed": "delayed",
+    "waiting": "wait",
+    "paused": "wait",
+}
+
+
+# How long a force-closed BullMQ worker gets to finish before its task is cancelled.
+_FORCE_CLOSE_SECONDS = 5.0
+
+# What "Redis is unreachable" looks like from redis-py (and so from bullmq).
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+def _producer_client(redis_url: str) -> Redis:
+    return Redis.from_url(
+        redis_url,
+        decode_responses=True,  # what bullmq's own connections use
+        single_connection_client=True,
+        socket_connect_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=1, base=0.1), 2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, BusyLoadingError],
+    )
+
+
+class BullMQBackend(JobBackend):
+    kind = "bullmq"
+    durable = True
+
+    def __init__(self, redis_url: str, prefix: str = "bull", queues: tuple[str, ...] = ()) -> None:
+        from bullmq import Queue
+
+        self.redis_url = redis_url
+        self.prefix = prefix
+        # One Queue (one connection) per queue name: Queue objects are the producer side.
+        # Their clients give up within seconds when Redis is down (bullmq's own default
+        # retries for minutes), so a request that enqueues gets a 503, not a hang.
+        self._queues = {
+            name: Queue(name, {"connection": _producer_client(redis_url), "prefix": prefix})
+            for name in queues
+        }
+        self._workers: list[Any] = []
+        self._runs: list[asyncio.Task[Any]] = []
+
+    def _queue(self, name: str) -> Any:
+        return self._queues[name]
+
+    def _record(self, queue: str, job: Any, state: str) -> JobRecord:
+        data = job.data if isinstance(job.data, dict) else {"value": job.data}
+        return JobRecord(
+            id=str(job.id),
+            queue=queue,
+            name=str(job.name),
+            data=data,
+            state=state,
+            progress=job.progress,
+            attempts_made=int(job.attemptsMade or 0),
+            attempts=int(job.opts.get("attempts") or 1),
+            failed_reason=job.failedReason or None,
+            stacktrace=list(job.stacktrace or []),
+            result=job.returnvalue,
+            created_at=int(job.timestamp or 0),
+            processed_at=int(job.processedOn) if job.processedOn else None,
+            finished_at=int(job.finishedOn) if job.finishedOn else None,
+            delay_ms=int(job.delay or 0),
+        )
+
+    async def _state(self, queue: str, job_id: str) -> str:
+        state = str(await self._queue(queue).getJobState(job_id))
+        return "waiting" if state in ("wait", "prioritized") else state
+
+    async def add(
+        self, queue: str, name: str, data: dict[str, Any], options: dict[str, Any]
+    ) -> str:
+        job = await self._queue(queue).add(name, data, options)
+        return str(job.id)
+
+    async def get(self, queue: str, job_id: str) -> JobRecord | None:
+        # State first: the data read after it is at least as new (never "completed"
+        # without its result). An id in no state is no job: its key, if any, is another
+        # of the queue's (`bull:<queue>:meta`, a job's `:logs`), never read as a job.
+        state = await self._state(queue, job_id)
+        if state == "unknown":
+            return None
+        job = await self._queue(queue).getJob(job_id)
+        if job is None:
+            return None
+        return self._record(queue, job, state)
+
+    async def logs(self, queue: str, job_id: str) -> list[str]:
+        result = await self._queue(queue).getJobLogs(job_id)
+        return [str(line) for line in result["logs"]]
+
+    async def list_jobs(self, queue: str, state: str, start: int, end: int) -> list[JobRecord]:
+        q = self._queue(queue)
+        if state == "paused" and not await q.isPaused():
+            return []
+        ascending = state not in ("completed", "failed")
+        jobs = await q.getJobs([_BULL_TYPES[state]], start, end, ascending)
+        return [self._record(queue, job, state) for job in jobs]
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        q = self._queue(queue)
+        raw = await q.getJobCounts(
+            "waiting", "prioritized", "active", "completed", "failed", "delayed"
+        )
+        waiting = int(raw["waiting"]) + int(raw["prioritized"])
+        paused = await q.isPaused()
+        return {
+            "waiting": waiting,
+            "active": int(raw["active"]),
+            "completed": int(raw["completed"]),
+            "failed": int(raw["failed"]),
+            "delayed": int(raw["delayed"]),
+            "paused": waiting if paused else 0,
+        }
+
+    async def retry(self, queue: str, job_id: str) -> None:
+        job = await self._queue(queue).getJob(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r} in queue {queue!r}")
+        state = await self._state(queue, job_id)
+        if state != "failed":
+            raise Conflict(f"job {job_id!r} is {state}; only a failed job can be retried")
+        await job.retry("failed")
+
+    async def retry_failed(self, queue: str) -> int:
+        q = self._queue(queue)
+        failed = int((await q.getJobCounts("failed"))["failed"])
+        await q.retryJobs({"state": "failed", "count": 1000})
+        return failed
+
+    async def pause(self, queue: str) -> None:
+        await self._queue(queue).pause()
+
+    async def resume(self, queue: str) -> None:
+        await self._queue(queue).resume()
+
+    async def is_paused(self, queue: str) -> bool:
+        return bool(await self._queue(queue).isPaused())
+
+    async def clean(self, queue: str, state: str, grace_ms: int, limit: int) -> list[str]:
+        removed = await self._queue(queue).clean(grace_ms, limit, _BULL_CLEAN_TYPES[state])
+        return [str(job_id) for job_id in removed]
+
+    async def upsert_schedule(
+        self,
+        queue: str,
+        schedule_id: str,
+        repeat: dict[str, Any],
+        name: str,
+        data: dict[str, Any],
+        options: dict[str, Any],
+    ) -> ScheduleRecord:
+        await self._queue(queue).upsertJobScheduler(schedule_id, repeat, name, data, options)
+        record = await self.get_schedule(queue, schedule_id)
+        assert record is not None
+        return record
+
+    def _schedule(self, queue: str, raw: dict[str, Any]) -> ScheduleRecord:
+        template = raw.get("template") or {}
+        data = template.get("data")
+        return ScheduleRecord(
+            id=str(raw["key"]),
+            queue=queue,
+            name=str(raw.get("name") or raw["key"]),
+            data=data if isinstance(data, dict) else {},
+            pattern=raw.get("pattern"),
+            every_ms=raw.get("every"),
+            tz=raw.get("tz"),
+            next_run_at=int(raw["next"]) if raw.get("next") else None,
+        )
+
+    async def get_schedule(self, queue: str, schedule_id: str) -> ScheduleRecord | None:
+        q = self._queue(queue)
+        # bullmq 3.4 raises ValueError (instead of returning None) for a missing id.
+        if not await q.isJobScheduler(schedule_id):
+            return None
+        raw = await q.getJobScheduler(schedule_id)
+        return self._schedule(queue, raw) if raw else None
+
+    async def list_schedules(self, queue: str) -> list[ScheduleRecord]:
+        raws = await self._queue(queue).getJobSchedulers(0, -1, True)
+        return [self._schedule(queue, raw) for raw in raws]
+
+    async def remove_schedule(self, queue: str, schedule_id: str) -> bool:
+        q = self._queue(queue)
+        if not await q.isJobScheduler(schedule_id):
+            return False
+        await q.removeJobScheduler(schedule_id)
+        return True
+
+    async def start_workers(self, processor: Processor, settings: WorkerSettings) -> None:
+        from bullmq import UnrecoverableError, Worker
+
+        def processor_for(queue: str) -> Callable[[Any, str], Awaitable[Any]]:
+            # Exactly two parameters: BullMQ passes an abort signal to a third.
+            async def process(job: Any, _token: str) -> Any:
+                try:
+                    return await processor(queue, _BullActiveJob(job))
+                except PermanentJobError as exc:
+                    raise UnrecoverableError(str(exc)) from exc
+
+            return process
+
+        for queue, concurrency in settings.concurrency.items():
+            worker = Worker(
+                queue,
+                processor_for(queue),
+                {
+                    "connection": self.redis_url,
+                    "prefix": self.prefix,
+                    "concurrency": concurrency,
+                    "lockDuration": settings.lock_duration_ms,
+                    "stalledInterval": settings.stalled_interval_ms,
+                    "maxStalledCount": settings.max_stalled_count,
+                    "autorun": False,
+                },
+            )
+            worker.on("error", lambda err, *_: log.error("job worker error: %s", err))
+            self._workers.append(worker)
+            self._runs.append(asyncio.create_task(worker.run()))
+        # Return once every worker is connected and polling: a worker closed before its
+        # run() has connected would open its connections after close() and leak them.
+        try:
+            while not all(worker.running for worker in self._workers):
+                failed = [run for run in self._runs if run.done()]
+                if failed:
+                    await failed[0]  # raises what stopped it (e.g. Redis unreachable)
+                    raise RuntimeError("a job worker stopped while starting")
+                await asyncio.sleep(0.005)
+        except BaseException:
+            await self.stop_workers(0)  # nothing half-started is left behind
+            raise
+
+    async def stop_workers(self, grace_seconds: float) -> None:
+        workers, self._workers = self._workers, []
+        runs, self._runs = self._runs, []
+        if not workers:
+            return
+        # The Python package has no runner: closing gracefully waits for active jobs
+        # (and never times out), so the deadline is enforced here, then force-close.
+        closing = [asyncio.create_task(worker.close()) for worker in workers]
+        _, pending = await asyncio.wait(closing, timeout=grace_seconds)
+        if pending:
+            log.warning("jobs still active after %.1fs; stopping them", grace_seconds)
+            closing += [asyncio.create_task(worker.close(force=True)) for worker in workers]
+        # A worker stopped while still connecting may never finish closing or its run():
+        # after a bounded wait, cancel what is left rather than hang the shutdown.
+        _, stuck = await asyncio.wait([*closing, *runs], timeout=_FORCE_CLOSE_SECONDS)
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*closing, *runs, return_exceptions=True)
+
+    async def ping(self) -> dict[str, Any]:
+        first = next(iter(self._queues.values()))
+        await first.client.ping()
+        return {}
+
+    async def close(self) -> None:
+        await self.stop_workers(0)
+        for q in self._queues.values():
+            with contextlib.suppress(Exception):
+                await q.close()
