@@ -1,207 +1,34 @@
-"""Where the bytes go: local disk, or any S3-compatible bucket (AWS S3, Cloudflare R2).
+"""Any S3-compatible bucket (AWS S3, Cloudflare R2) through obstore.
 
-Every backend implements `StorageBackend`, a deliberately small interface, and
-passes the same contract tests (tests/storage/test_contract.py). The service
-holds backends only through it, so a wrapper (a circuit breaker, metrics) is a
-class that takes a backend and implements the same six methods.
-
-Both write paths are atomic: a local file is written to `.incoming/` and renamed
-into place; an S3 object either completes its upload or the multipart upload is
-aborted (obstore aborts it when the stream fails), so no reader ever sees a
-partial object under its key.
+The write path is atomic: an object either completes its upload or the multipart
+upload is aborted (obstore aborts it when the stream fails), so no reader ever
+sees a partial object under its key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import tempfile
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import IO, Any, Protocol
-from urllib.parse import quote, urlencode
+from typing import Any
+from urllib.parse import quote
 
 import obstore
 from obstore.exceptions import BaseError as ObjectStoreError
 from obstore.exceptions import NotFoundError
 from obstore.store import S3Store
 
-from tenantry.errors import InvalidInput, NotFound, ServiceUnavailable
+from tenantry.errors import NotFound
 from tenantry.settings import Settings
+from tenantry.storage.backends.base import READ_CHUNK, Capabilities, StorageBackendError
 from tenantry.storage.keys import KEY_PREFIX
-from tenantry.storage.signing import UrlSigner
-from tenantry.tempfiles import remove_expired_files
 
-READ_CHUNK = 1024 * 1024
 # Multipart part size and parts in flight: bounds an upload's buffered memory
 # (about PART_SIZE x PART_CONCURRENCY) whatever the file's size.
 PART_SIZE = 5 * 1024 * 1024  # S3 minimum part size; 10,000 parts allow files up to ~48 GiB
 PART_CONCURRENCY = 4
-
-
-class StorageUnavailable(ServiceUnavailable):
-    """The storage provider did not answer or refused the request (503)."""
-
-
-class StorageBackendError(Exception):
-    """A provider failed (unreachable, refused our credentials, …).
-
-    Deliberately not a TenantryError: a circuit breaker around a backend counts it as
-    a failure, while TenantryErrors (404, 413, …) are answers. The service turns it
-    into a 503 above the seam.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a provider offers beyond get/put/delete, so callers need not guess."""
-
-    presigned_post: bool
-    object_acl: bool
-    public_urls: bool
-
-
-class StorageBackend(Protocol):
-    """The operations Tenantry needs from a place that keeps bytes under keys."""
-
-    name: str
-    capabilities: Capabilities
-
-    async def put(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> None:
-        """Store the whole stream under `key` atomically, or nothing if it fails."""
-
-    async def open(self, key: str) -> AsyncIterator[bytes]:
-        """The content of `key` as chunks; `NotFound` (raised here, not mid-stream)."""
-
-    async def size(self, key: str) -> int | None:
-        """The stored size of `key` in bytes, or None when it does not exist."""
-
-    async def delete(self, key: str) -> None:
-        """Remove `key`; a key that does not exist is not an error."""
-
-    async def signed_url(self, key: str, expires_in: int) -> str:
-        """A GET URL for `key` that stops working after `expires_in` seconds."""
-
-    def public_url(self, key: str) -> str | None:
-        """The URL a public file is reachable at without signing, if the provider has one."""
-
-    async def check(self) -> dict[str, Any]:
-        """Raise when the provider is unreachable or refuses our credentials."""
-
-    async def remove_incomplete(self, older_than_seconds: float) -> int:
-        """Remove what unfinished uploads this old left behind; return how many."""
-
-    async def close(self) -> None: ...
-
-
-# --- local disk -------------------------------------------------------------
-
-
-class LocalBackend:
-    """Files under `root`, served by the app (`/files/…` signed, `/public/…`)."""
-
-    name = "local"
-    capabilities = Capabilities(presigned_post=False, object_acl=False, public_urls=True)
-
-    def __init__(self, root: Path, signer: UrlSigner, base_url: str | None = None) -> None:
-        self.root = root.resolve()
-        self._incoming = self.root / ".incoming"
-        self._signer = signer
-        self._base_url = (base_url or "").rstrip("/")
-
-    def path(self, key: str) -> Path:
-        """The file for `key`, refusing any key that could leave `root`."""
-        parts = key.split("/")
-        if (
-            key.startswith("/")
-            or "\\" in key
-            or "\x00" in key
-            or any(part in ("", ".", "..") for part in parts)
-            or parts[0] == self._incoming.name
-        ):
-            raise InvalidInput("key is not a valid storage path", details={"field": "key"})
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
-            raise InvalidInput("key is not a valid storage path", details={"field": "key"})
-        return path
-
-    async def put(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> None:
-        target = self.path(key)
-        await asyncio.to_thread(self._incoming.mkdir, parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=self._incoming, prefix="upload-")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                async for chunk in chunks:
-                    await asyncio.to_thread(file.write, chunk)
-                await asyncio.to_thread(_flush_and_sync, file)
-            await asyncio.to_thread(_move_into_place, Path(temporary), target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)  # synchronous: must run even when the task is cancelled
-            raise
-
-    async def open(self, key: str) -> AsyncIterator[bytes]:
-        path = self.path(key)
-        try:
-            file = await asyncio.to_thread(path.open, "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise NotFound(f"no stored object {key!r}") from None
-        return _read_chunks(file)
-
-    async def size(self, key: str) -> int | None:
-        try:
-            stat = await asyncio.to_thread(self.path(key).stat)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return stat.st_size
-
-    async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
-
-    async def signed_url(self, key: str, expires_in: int) -> str:
-        self.path(key)
-        expires = int(time.time()) + expires_in
-        query = urlencode({"expires": expires, "signature": self._signer.signature(key, expires)})
-        return f"{self._base_url}/files/{quote(key)}?{query}"
-
-    def public_url(self, key: str) -> str:
-        return f"{self._base_url}/public/{quote(key)}"
-
-    async def check(self) -> dict[str, Any]:
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
-        if not os.access(self.root, os.W_OK):
-            raise PermissionError(f"{self.root} is not writable")
-        return {"path": str(self.root)}
-
-    async def remove_incomplete(self, older_than_seconds: float) -> int:
-        # A file being written has a fresh mtime; one left by a crash stops ageing it.
-        return await asyncio.to_thread(remove_expired_files, self._incoming, older_than_seconds)
-
-    async def close(self) -> None:
-        return None
-
-
-def _flush_and_sync(file: IO[bytes]) -> None:
-    file.flush()
-    os.fsync(file.fileno())  # the rename below must never publish bytes still in flight
-
-
-def _move_into_place(temporary: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(temporary, target)
-
-
-async def _read_chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
-    with file:
-        while chunk := await asyncio.to_thread(file.read, READ_CHUNK):
-            yield chunk
-
-
-# --- S3 and Cloudflare R2 ---------------------------------------------------
+_S3_CAPABILITIES = Capabilities(presigned_post=True, object_acl=True, public_urls=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +41,7 @@ class S3Config:
     access_key_id: str
     secret_access_key: str
     endpoint: str | None = None
-    capabilities: Capabilities = Capabilities(
-        presigned_post=True, object_acl=True, public_urls=True
-    )
+    capabilities: Capabilities = _S3_CAPABILITIES
 
     @classmethod
     def for_aws(
@@ -458,16 +283,3 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 async def _bytes_of(stream: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     async for chunk in stream:
         yield bytes(chunk)
-
-
-def backend_from_settings(settings: Settings, signer: UrlSigner, provider: str) -> StorageBackend:
-    """The backend for `provider` as configured: local disk, or the configured bucket."""
-    if provider == "local":
-        return LocalBackend(settings.upload_dir, signer, settings.storage_local_url)
-    if provider != settings.storage_provider:
-        raise StorageUnavailable(
-            f"files stored with provider {provider!r} cannot be reached: "
-            f"STORAGE_PROVIDER is {settings.storage_provider!r}",
-            details={"provider": provider},
-        )
-    return S3Backend(S3Config.from_settings(settings))
