@@ -373,3 +373,25 @@ async def test_explain_can_run_as_a_login_role_of_its_own(
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f"DROP ROLE IF EXISTS {login}")
+
+
+async def test_the_server_reads_strings_as_the_parser_did(target: Target) -> None:
+    """With standard_conforming_strings off, the server would end this literal later than
+    libpg_query did, and read the rest as SQL of its own."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    database = target.url.rsplit("/", 1)[1]
+    async with target.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            f'ALTER DATABASE "{database}" SET standard_conforming_strings = off'
+        )
+    legacy = create_async_engine(target.engine.url, poolclass=NullPool)  # new sessions: off
+    try:
+        query = "SELECT '\\' , $$' ) ; DROP TABLE written; --$$"
+        result = await explain_query(legacy, query, timeout_ms=5000)
+        assert result["plan"]["Node Type"] == "Result"  # two harmless literals, as parsed
+    finally:
+        await legacy.dispose()
+    with psycopg.connect(target.url) as conn:
+        assert conn.execute("SELECT to_regclass('written') IS NOT NULL").fetchone() == (True,)

@@ -180,6 +180,9 @@ async def explain_query(
     async with engine.connect() as connection:
         try:
             await _enter_role(connection, access.role)
+            # The server must read the text as libpg_query did: with standard strings off,
+            # '\' would open a string where the parser saw one closed.
+            await connection.exec_driver_sql("SET LOCAL standard_conforming_strings = on")
             await connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
             await connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
             await _check_calls(connection, checked.sql, access.allowed_functions)
