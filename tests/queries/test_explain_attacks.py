@@ -395,3 +395,22 @@ async def test_the_server_reads_strings_as_the_parser_did(target: Target) -> Non
         await legacy.dispose()
     with psycopg.connect(target.url) as conn:
         assert conn.execute("SELECT to_regclass('written') IS NOT NULL").fetchone() == (True,)
+
+
+def test_an_upgrade_without_rights_to_create_roles_says_what_to_do(postgres_url: str) -> None:
+    """The service's user may lack CREATEROLE: the upgrade reports it, and goes on."""
+    user = f"tenantry_test_plain_{uuid.uuid4().hex[:10]}"
+    role = f"tenantry_test_explain_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {user} LOGIN")
+    try:
+        url = postgres_url.replace("postgresql://postgres@", f"postgresql://{user}@")
+        problem = ensure_explain_role(url, role)
+        assert problem is not None
+        assert "CREATEROLE" in problem and f"CREATE ROLE {role} NOLOGIN" in problem
+        with psycopg.connect(postgres_url) as conn:
+            created = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,))
+            assert created.fetchone() == (0,)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {user}")
