@@ -1,0 +1,88 @@
+"""JobService rules above any backend (validation, company confinement, a job without a
+handler), each on BullMQ (real Redis) and in-process. The backend contract itself is
+shipped in tenantry.testing.jobs and run in test_contract.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenantry.errors import InvalidInput, NotFound, PayloadTooLarge
+from tenantry.jobs import JobContext
+from tenantry.testing.jobs import JobHarness
+
+
+@pytest.mark.parametrize("pattern", ["not a cron", "61 * * * *", "* * * *", "0 0 30 2 *"])
+async def test_an_invalid_cron_pattern_is_refused_naming_it(jobs: JobHarness, pattern: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        await jobs.service.schedule_recurring_job("cleanup", {}, pattern, id="bad")
+    assert repr(pattern) in error.value.message
+    assert error.value.details["field"] == "pattern"
+    assert await jobs.service.list_schedules("cleanup") == []
+
+
+async def test_a_company_sees_and_acts_on_only_its_own_jobs(jobs: JobHarness) -> None:
+    @jobs.handler("report")
+    async def handle(job: JobContext) -> None:
+        raise RuntimeError("fail for retry")
+
+    await jobs.service.start_workers(["report"])
+    acme = await jobs.service.add("report", "r", {}, "acme")
+    globex = await jobs.service.add("report", "r", {}, "globex")
+    await jobs.wait_state("report", acme, "failed")
+    await jobs.wait_state("report", globex, "failed")
+
+    assert (await jobs.service.get_job_status("report", acme, "acme")).job.company_id == "acme"
+    with pytest.raises(NotFound):
+        await jobs.service.get_job_status("report", globex, "acme")
+    with pytest.raises(NotFound):
+        await jobs.service.retry_job("report", globex, "acme")
+    listed = await jobs.service.list_jobs("report", "failed", company_id="acme")
+    assert [job.id for job in listed] == [acme]
+    assert {job.id for job in await jobs.service.list_jobs("report", "failed")} == {acme, globex}
+    stats = await jobs.service.get_all_queue_stats(company_id="acme")
+    assert stats["report"]["failed"] == 1
+    assert (await jobs.service.get_all_queue_stats())["report"]["failed"] == 2
+    await jobs.service.retry_job("report", acme, "acme")  # its own: allowed
+
+
+async def test_oversized_data_unknown_queue_and_bad_company_are_refused(jobs: JobHarness) -> None:
+    with pytest.raises(PayloadTooLarge) as too_large:
+        await jobs.service.add("email", "big", {"blob": "x" * 5000}, "acme")
+    assert too_large.value.details["limit"] == 4096
+    with pytest.raises(NotFound):
+        await jobs.service.add("sms", "x", {}, "acme")
+    with pytest.raises(InvalidInput):
+        await jobs.service.add("email", "x", {}, "../etc")
+    with pytest.raises(InvalidInput):
+        await jobs.service.list_jobs("email", "sleeping")
+    assert (await jobs.service.queue_stats("email"))["waiting"] == 0
+
+
+async def test_reserved_ids_and_out_of_range_numbers_are_refused(jobs: JobHarness) -> None:
+    service = jobs.service
+    for job_id in ("meta", "id", "events", "a:b"):
+        with pytest.raises(InvalidInput) as refused:
+            await service.add("email", "m", {}, "acme", job_id=job_id)
+        assert refused.value.details["field"] == "jobId"
+        with pytest.raises(NotFound):
+            await service.get_job_status("email", job_id)
+    for start, end in ((0, 2**63 - 1), (2**63 - 1, 2**63 - 1), (0, 1000)):
+        with pytest.raises(InvalidInput):
+            await service.list_jobs("email", "waiting", start, end)
+    for grace in (1e308, float("inf"), float("nan")):
+        with pytest.raises(InvalidInput) as refused:
+            await service.clean("email", "completed", grace)
+        assert refused.value.details["field"] == "graceSeconds"
+    with pytest.raises(InvalidInput) as refused:
+        await service.schedule_recurring_job("email", {}, id="often", every_ms=10**20)
+    assert refused.value.details["field"] == "every"
+    assert (await service.queue_stats("email"))["waiting"] == 0
+
+
+async def test_a_job_without_a_handler_fails_with_a_clear_reason(jobs: JobHarness) -> None:
+    await jobs.service.start_workers(["ai-processing"])
+    job_id = await jobs.service.add("ai-processing", "summarise", {}, "acme", attempts=3)
+    await jobs.wait_state("ai-processing", job_id, "failed")
+    job = (await jobs.service.get_job_status("ai-processing", job_id)).job
+    assert job.failed_reason == "no handler for job 'summarise' on queue 'ai-processing'"
+    assert job.attempts_made == 1
