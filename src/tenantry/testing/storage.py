@@ -3,7 +3,8 @@
 Each check takes the backend under test and a `fetch` function, which GETs a URL the
 backend signed and answers `(status, body)`; it raises `ContractViolation` (an
 `AssertionError`, so pytest reports it as a failure) when the backend breaks the
-contract. Nothing here imports pytest, a web client or a cloud SDK.
+contract. Nothing here imports pytest or a web client (importing it loads
+`tenantry.storage`, and with it obstore and SQLAlchemy, Tenantry's own dependencies).
 
 Run every check at once::
 
