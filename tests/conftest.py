@@ -25,6 +25,9 @@ from tests.redis_lease import leased_redis_db
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# The shipped contract suites assert plainly; pytest explains their failures in full
+# only if it rewrites them as it imports them.
+pytest.register_assert_rewrite("tenantry.testing")
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 # Every environment variable the settings read: tests start from none of them.
 SETTINGS_VARIABLES = {str(field.validation_alias) for field in Settings.model_fields.values()}
