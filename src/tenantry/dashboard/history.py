@@ -6,17 +6,10 @@ sampler runs in the app's lifespan and asks the services, like any page does.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-
-log = logging.getLogger("tenantry.dashboard")
-
-Probe = Callable[[], Awaitable[dict[str, float]]]
 
 
 @dataclass
@@ -52,24 +45,3 @@ class History:
 
     def labels(self) -> list[str]:
         return [time.strftime("%H:%M:%S", time.localtime(t)) for t in self.times]
-
-    async def run(self, probe: Probe) -> None:
-        """Sample forever (until cancelled); a failing probe skips one sample, never the loop.
-
-        The first sample waits one interval: a probe cut off by cancellation inside the
-        BullMQ client can outlive its cancel, so none runs during a quick start-stop.
-        """
-        while True:
-            await asyncio.sleep(self.interval_seconds)
-            try:
-                self.record(await probe())
-            except Exception as exc:  # e.g. Redis down: the page says so; one line here
-                log.warning("dashboard sample skipped: %s: %s", type(exc).__name__, exc)
-
-
-async def stop(task: asyncio.Task[None], within: float = 1.0) -> None:
-    """Cancel the sampler; a probe stuck in a dependency may not hold up the shutdown."""
-    task.cancel()
-    _, pending = await asyncio.wait({task}, timeout=within)
-    if pending:
-        log.warning("dashboard sampler still stopping after %.0f s; leaving it", within)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,10 +10,11 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
+from tenantry.background import Background, every
 from tenantry.container import Services
 from tenantry.dashboard.auth import SessionDep
 from tenantry.dashboard.charts import bar_chart, line_chart
-from tenantry.dashboard.history import History, stop
+from tenantry.dashboard.history import History
 from tenantry.dashboard.views import render
 from tenantry.deps import ServicesDep
 
@@ -37,11 +37,20 @@ async def sampling(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
     history: History = app.state.dashboard_history
     history.interval_seconds = services.settings.dashboard_sample_seconds
-    task = asyncio.create_task(history.run(lambda: sample(services)))
+
+    async def record() -> None:
+        history.record(await sample(services))
+
+    # The first sample waits one interval: a probe cut off by cancellation inside the
+    # BullMQ client can outlive its cancel, so none runs during a quick start-stop.
+    background = Background()
+    background.start(
+        every(history.interval_seconds, record, name="dashboard sample"), "dashboard-sampler"
+    )
     try:
         yield
     finally:
-        await stop(task)
+        await background.stop()
 
 
 router = APIRouter(prefix="/admin", lifespan=sampling)

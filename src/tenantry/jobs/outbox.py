@@ -10,7 +10,6 @@ delivery is at least once — the same promise BullMQ makes for processing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -124,12 +123,7 @@ class JobOutbox:
                 row.relay_attempts += 1
                 row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
 
-    async def run_relay(self, enqueue: Enqueue, interval_seconds: float = 1.0) -> None:
-        """Relay forever (until cancelled); a database hiccup skips one round, never the loop."""
-        while True:
-            try:
-                while await self.relay(enqueue) == self.batch_size:
-                    pass
-            except Exception:
-                log.warning("outbox relay round failed", exc_info=True)
-            await asyncio.sleep(interval_seconds)
+    async def relay_all(self, enqueue: Enqueue) -> None:
+        """Relay batch after batch until the outbox is empty (one round of the relay loop)."""
+        while await self.relay(enqueue) == self.batch_size:
+            pass

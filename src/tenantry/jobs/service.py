@@ -10,13 +10,12 @@ found"), which is how a company key is confined on the HTTP API.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
@@ -26,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from tenantry.auth import validate_company_id
+from tenantry.background import Background, every, until_done
 from tenantry.context import company_scope
 from tenantry.errors import InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
 from tenantry.jobs import queues as q
@@ -568,13 +568,22 @@ async def build_job_service(services: Services, stack: AsyncExitStack) -> JobSer
         stack.push_async_callback(service.stop_workers)
         return service
     stack.push_async_callback(service.stop_workers)
-    background = [asyncio.create_task(until_done(lambda: schedule_cleanup(service, cron)))]
+    # A Redis outage at start-up is waited out, not fatal.
+    background = Background()
+    scheduling = until_done(lambda: schedule_cleanup(service, cron), name="job queues")
+    background.start(scheduling, "cleanup-schedule")
     if service.outbox is not None:
-        relay = service.outbox.run_relay(service.enqueue, settings.job_outbox_relay_seconds)
-        background.append(asyncio.create_task(relay))
+        outbox, enqueue = service.outbox, service.enqueue
+        relaying = every(
+            settings.job_outbox_relay_seconds,
+            lambda: outbox.relay_all(enqueue),
+            name="outbox relay round",
+            now=True,
+        )
+        background.start(relaying, "outbox-relay")
     if settings.job_workers_in_app:
-        background.append(asyncio.create_task(until_done(service.start_workers)))
-    stack.push_async_callback(cancel_all, background)
+        background.start(until_done(service.start_workers, name="job workers"), "job-workers")
+    stack.push_async_callback(background.stop)
     return service
 
 
@@ -597,23 +606,6 @@ def durable_service(services: Services, backend: JobBackend) -> JobService:
 def new_job_id() -> str:
     # A letter first: BullMQ refuses custom ids that look like its own integer ids.
     return f"j{uuid.uuid4().hex}"
-
-
-async def until_done(step: Callable[[], Awaitable[None]], pause: float = 5.0) -> None:
-    """Run `step` until it succeeds; a Redis outage at start-up is waited out, not fatal."""
-    while True:
-        try:
-            await step()
-            return
-        except Exception as exc:  # any failure here is retried: start-up must not die of it
-            log.warning("job queues not ready (%s); retrying in %.0fs", exc, pause)
-            await asyncio.sleep(pause)
-
-
-async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 CLEANUP_SCHEDULE_ID = "tenantry-cleanup"

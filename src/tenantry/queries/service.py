@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.pool import NullPool
 
 from tenantry.auth import validate_company_id
+from tenantry.background import Background, every
 from tenantry.context import company_scope
 from tenantry.db import Database
 from tenantry.errors import ServiceUnavailable
@@ -64,7 +65,8 @@ class QueryOptimizer:
         )
         self._tools: AsyncEngine | None = None
         self._explainer: AsyncEngine | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        self._background = Background()
+        self._flushing = False
         self._cache_flushed: dict[str, tuple[int, int]] = {}
 
     # --- life cycle -------------------------------------------------------------
@@ -73,15 +75,16 @@ class QueryOptimizer:
         self.monitor.attach(engine)
 
     def start(self) -> None:
-        if self.redis is not None and self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_forever(), name="query-metrics")
+        if self.redis is not None and not self._flushing:
+            # Redis away: figures stay local and go next time (so quietly).
+            flushing = every(self.flush_seconds, self.flush, name="query metrics flush", quiet=True)
+            self._background.start(flushing, "query-metrics")
+            self._flushing = True
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        if self._flushing:
+            await self._background.stop()
+            self._flushing = False
             with contextlib.suppress(Exception):
                 await self.flush()
         self.monitor.detach_all()
@@ -89,14 +92,6 @@ class QueryOptimizer:
         for engine in (self._tools, self._explainer):
             if engine is not None:
                 await engine.dispose()
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            try:
-                await self.flush()
-            except Exception as exc:  # Redis away: figures stay local and go next time
-                log.debug("query metrics flush failed: %s", exc)
 
     async def flush(self) -> None:
         """Adds this process's figures into Redis, so every process reads the same totals."""

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -20,6 +19,7 @@ from pydantic.alias_generators import to_snake
 from redis.asyncio import Redis
 from sqlalchemy import text
 
+from tenantry.background import Background, every
 from tenantry.db import Database
 from tenantry.errors import (
     Conflict,
@@ -349,8 +349,11 @@ async def build_resilience(services: Services, stack: AsyncExitStack) -> Resilie
             resilience.sync = sync
     services.health.register("resilience", _resilience_check(resilience))
 
-    refresher = asyncio.create_task(_refresh_every(flags, settings.flags_refresh_seconds))
-    stack.push_async_callback(_cancel, refresher)
+    # A backstop for missed Redis messages, and the only propagation without Redis.
+    background = Background()
+    refresh = every(settings.flags_refresh_seconds, flags.refresh, name="periodic flag refresh")
+    background.start(refresh, "flag-refresh")
+    stack.push_async_callback(background.stop)
     return resilience
 
 
@@ -359,22 +362,6 @@ def _resilience_check(resilience: ResilienceService) -> Callable[[], Awaitable[d
         return resilience.health()
 
     return check
-
-
-async def _refresh_every(flags: FlagService, seconds: float) -> None:
-    """A backstop for missed Redis messages, and the only propagation without Redis."""
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await flags.refresh()
-        except Exception as exc:
-            log.warning("periodic flag refresh failed: %s", exc)
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 __all__ = [
