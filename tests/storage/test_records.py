@@ -61,3 +61,21 @@ async def test_cancelling_the_writer_releases_every_waiter(database_url: str) ->
         with pytest.raises(asyncio.CancelledError):
             await flusher
     await db.dispose()
+
+
+async def test_a_row_submitted_as_the_last_flusher_returns_is_written(database_url: str) -> None:
+    """The flusher's done-callback runs a loop turn after it returns; a row submitted in
+    between used to wait for a flusher that would never come (an upload hung for good)."""
+    await asyncio.to_thread(database.upgrade, database_url)
+    db = database.Database(async_database_url(database_url))
+    writer = RecordWriter(db)
+    await writer.submit(row("first"))
+    returned = asyncio.create_task(asyncio.sleep(0))
+    await returned
+    writer._flushers.add(returned)  # a flusher that has returned, its callback not yet run
+    await asyncio.wait_for(writer.submit(row("second")), 10)
+    await writer.close()
+    async with db.session() as session:
+        keys = sorted((await session.scalars(select(FileRecord.key))).all())
+    assert keys == ["first", "second"]
+    await db.dispose()

@@ -60,7 +60,10 @@ class RecordWriter:
         """Queue one row; the future completes once it is committed (or fails)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((values, future))
-        if len(self._flushers) < self._max_flushers:
+        # A flusher that has returned is done at once, but leaves the set only when its
+        # callback runs, a loop turn later: counted as running, it would strand this row.
+        running = sum(not flusher.done() for flusher in self._flushers)
+        if running < self._max_flushers:
             flusher = asyncio.create_task(self._flush())
             self._flushers.add(flusher)
             flusher.add_done_callback(self._release_if_stopped)
