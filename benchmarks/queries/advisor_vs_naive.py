@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenantry.context import company_scope
 from tenantry.db import Database
 from tenantry.queries import advisor
+from tenantry.queries.results import IndexAdvice
 from tenantry.queries.service import QueryOptimizer
 
 SERVER = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -125,8 +126,8 @@ async def real_seconds(db: Database, mix: list[Query], counts: dict[str, int],
     return elapsed
 
 
-def _sets(report: dict[str, Any]) -> list[advisor.IndexDef]:
-    return [advisor.IndexDef(r["table"], tuple(r["columns"])) for r in report["recommendations"]]
+def _sets(report: IndexAdvice) -> list[advisor.IndexDef]:
+    return [advisor.IndexDef(r.table, tuple(r.columns)) for r in report.recommendations]
 
 
 def _show(indexes: list[advisor.IndexDef]) -> str:

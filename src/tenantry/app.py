@@ -25,6 +25,7 @@ from tenantry.jobs.service import build_job_service
 from tenantry.metrics import Metrics, MetricsMiddleware
 from tenantry.openapi import install_openapi
 from tenantry.queries.explain_role import ensure_explain_role
+from tenantry.queries.routes import health_details as query_health
 from tenantry.queries.routes import router as queries_router
 from tenantry.queries.service import build_query_optimizer
 from tenantry.resilience.proxy import guard_async_methods
@@ -86,7 +87,7 @@ async def build_services(
     # Capabilities: each builds its service onto `services` below, in dependency order.
     # Queries before the rest: its monitor then times every statement they run.
     services.queries = await build_query_optimizer(services, stack)
-    health.register("queries", services.queries.health)
+    health.register("queries", lambda: query_health(services.queries))
     # Resilience before storage and jobs: they call their dependencies through its breakers.
     services.resilience = await build_resilience(services, stack)
     services.storage = build_storage(services, stack)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -93,26 +92,26 @@ async def test_recommendations_are_measured_and_cut_the_workload_cost(
     async with optimizer.db.engine.begin() as conn:
         await conn.exec_driver_sql("CREATE EXTENSION hypopg")
     report = await optimizer.analyze_indexes(max_indexes=4)
-    assert report["method"] == "hypopg"
-    assert report["statementsAnalysed"] >= 4
-    assert report["workloadCostAfter"] < report["workloadCostBefore"] * 0.7
-    recommendations = report["recommendations"]
+    assert report.method == "hypopg"
+    assert report.statements_analysed >= 4
+    assert report.workload_cost_after < report.workload_cost_before * 0.7
+    recommendations = report.recommendations
     assert recommendations
-    by_columns = {(r["table"], tuple(r["columns"])) for r in recommendations}
+    by_columns = {(r.table, tuple(r.columns)) for r in recommendations}
     # the most frequent lookup gets its index
     assert any(t == "public.orders" and c[0] == "customer_id" for t, c in by_columns)
     for rec in recommendations:
-        columns = tuple(rec["columns"])
+        columns = tuple(rec.columns)
         # never the existing index nor a prefix of it
-        assert not (rec["table"] == "public.orders" and ("company_id", "status")[: len(columns)]
+        assert not (rec.table == "public.orders" and ("company_id", "status")[: len(columns)]
                     == columns)  # fmt: skip
-        assert rec["createStatement"].startswith("CREATE INDEX CONCURRENTLY ")
-        assert rec["estimatedSizeBytes"] > 0
-        assert 0 < rec["estimatedImprovement"] <= 1
-        assert rec["priority"] in ("high", "medium", "low")
-        assert rec["reason"] and rec["statements"]
-    total = sum(r["estimatedImprovement"] for r in recommendations)
-    assert total == pytest.approx(report["estimatedImprovement"], abs=0.05)
+        assert rec.create_statement.startswith("CREATE INDEX CONCURRENTLY ")
+        assert rec.estimated_size_bytes > 0
+        assert 0 < rec.estimated_improvement <= 1
+        assert rec.priority in ("high", "medium", "low")
+        assert rec.reason and rec.statements
+    total = sum(r.estimated_improvement for r in recommendations)
+    assert total == pytest.approx(report.estimated_improvement, abs=0.05)
     # hypothetical indexes are gone, the extension is untouched
     async with optimizer.db.engine.connect() as conn:
         left = (await conn.exec_driver_sql("SELECT count(*) FROM hypopg_list_indexes")).scalar()
@@ -126,31 +125,31 @@ async def test_the_advice_holds_with_real_indexes(optimizer: QueryOptimizer) -> 
     before = await _planner_cost(optimizer.db, lookup)
     async with optimizer.db.engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
-        for rec in report["recommendations"]:
-            await conn.exec_driver_sql(rec["createStatement"])
+        for rec in report.recommendations:
+            await conn.exec_driver_sql(rec.create_statement)
     after = await _planner_cost(optimizer.db, lookup)
     assert after < before / 10
     # asked again, the advisor does not recommend what now exists
     again = await optimizer.analyze_indexes(max_indexes=3)
-    made = {(r["table"], tuple(r["columns"])) for r in report["recommendations"]}
-    assert not made & {(r["table"], tuple(r["columns"])) for r in again["recommendations"]}
+    made = {(r.table, tuple(r.columns)) for r in report.recommendations}
+    assert not made & {(r.table, tuple(r.columns)) for r in again.recommendations}
 
 
 async def test_hypopg_created_for_the_analysis_is_rolled_back(optimizer: QueryOptimizer) -> None:
     assert not await _hypopg_installed(optimizer.db)
     report = await optimizer.analyze_indexes()
-    assert report["method"] == "hypopg"
+    assert report.method == "hypopg"
     assert not await _hypopg_installed(optimizer.db)
 
 
 async def test_unused_and_duplicate_indexes_are_reported(optimizer: QueryOptimizer) -> None:
     report = await optimizer.analyze_indexes()
-    unused = {u["index"] for u in report["unusedIndexes"]}
+    unused = {u.index for u in report.unused_indexes}
     assert "orders_total_unused" in unused
     assert "orders_pkey" not in unused  # constraints are never "unused"
-    duplicates = report["duplicateIndexes"]
-    assert len([d for d in duplicates if d["table"] == "public.customers"]) == 1
-    assert duplicates[0]["statement"].startswith("DROP INDEX CONCURRENTLY")
+    duplicates = report.duplicate_indexes
+    assert len([d for d in duplicates if d.table == "public.customers"]) == 1
+    assert duplicates[0].statement.startswith("DROP INDEX CONCURRENTLY")
 
 
 async def test_without_hypopg_a_labelled_heuristic_answers(optimizer: QueryOptimizer) -> None:
@@ -160,13 +159,13 @@ async def test_without_hypopg_a_labelled_heuristic_answers(optimizer: QueryOptim
     report = await advisor.analyze_indexes(
         optimizer._tools_engine(), optimizer.workload(series), use_hypopg=False
     )
-    assert report["method"] == "heuristic"
-    assert "HEURISTIC" in report["methodNote"]
-    recs: list[dict[str, Any]] = report["recommendations"]
-    assert recs and report["workloadCostAfter"] < report["workloadCostBefore"]
-    assert any(r["columns"][0] == "customer_id" for r in recs)
+    assert report.method == "heuristic"
+    assert "HEURISTIC" in report.method_note
+    recs = report.recommendations
+    assert recs and report.workload_cost_after < report.workload_cost_before
+    assert any(r.columns[0] == "customer_id" for r in recs)
     for rec in recs:
-        assert tuple(rec["columns"]) not in {("company_id",), ("company_id", "status")}
+        assert tuple(rec.columns) not in {("company_id",), ("company_id", "status")}
 
 
 async def test_an_empty_workload_recommends_nothing(postgres_url: str) -> None:
@@ -174,8 +173,8 @@ async def test_an_empty_workload_recommends_nothing(postgres_url: str) -> None:
     service = QueryOptimizer(db)
     try:
         report = await service.analyze_indexes()
-        assert report["recommendations"] == []
-        assert report["workloadCostBefore"] == 0
+        assert report.recommendations == []
+        assert report.workload_cost_before == 0
     finally:
         await service.close()
         await db.dispose()
@@ -195,9 +194,9 @@ async def test_plain_sql_workload_with_literals(optimizer: QueryOptimizer) -> No
         ),
     ]
     report = await advisor.analyze_indexes(optimizer._tools_engine(), workload, max_indexes=2)
-    assert report["statementsAnalysed"] == 2 and not report["skippedStatements"]
-    assert report["recommendations"][0]["columns"][0] == "customer_id"
-    assert report["workloadCostAfter"] < report["workloadCostBefore"]
+    assert report.statements_analysed == 2 and not report.skipped_statements
+    assert report.recommendations[0].columns[0] == "customer_id"
+    assert report.workload_cost_after < report.workload_cost_before
 
 
 async def test_pg_stat_statements_without_preload_is_ignored(optimizer: QueryOptimizer) -> None:
@@ -205,7 +204,7 @@ async def test_pg_stat_statements_without_preload_is_ignored(optimizer: QueryOpt
     async with optimizer.db.engine.begin() as conn:
         await conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     report = await optimizer.analyze_indexes(max_indexes=2)
-    assert report["recommendations"]
+    assert report.recommendations
 
 
 async def test_a_statement_that_cannot_be_planned_is_skipped_with_a_reason(
@@ -219,11 +218,11 @@ async def test_a_statement_that_cannot_be_planned_is_skipped_with_a_reason(
         advisor.WorkloadStatement.from_sql("SELECT 1", 10),
     ]
     report = await advisor.analyze_indexes(optimizer._tools_engine(), workload)
-    reasons = {s["reason"] for s in report["skippedStatements"]}
-    assert len(report["skippedStatements"]) == 2
+    reasons = {s.reason for s in report.skipped_statements}
+    assert len(report.skipped_statements) == 2
     assert any("cannot be planned" in r and "no_such_column" in r for r in reasons)
     assert "reads no user table" in reasons
-    assert report["recommendations"]
+    assert report.recommendations
 
 
 async def test_shapes_seen_only_by_another_process_are_advised(
@@ -245,8 +244,8 @@ async def test_shapes_seen_only_by_another_process_are_advised(
                     )
         await worker.flush()
         report = await server.analyze_indexes(max_indexes=2)
-        assert report["method"] == "hypopg"
-        assert report["recommendations"][0]["columns"][0] == "customer_id"
+        assert report.method == "hypopg"
+        assert report.recommendations[0].columns[0] == "customer_id"
     finally:
         for other in (worker, server):
             await other.close()

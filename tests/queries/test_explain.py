@@ -173,7 +173,7 @@ async def test_unknown_functions_are_checked_in_pg_proc(pg_engine: AsyncEngine) 
     await _setup(pg_engine)
     # abs() is on the allow-list, but gcd() is not: PostgreSQL says it is immutable
     result = await explain_query(pg_engine, "SELECT gcd(12, 18)", timeout_ms=5000)
-    assert result["totalCost"] is not None
+    assert result.total_cost is not None
     # clock_timestamp-like volatile built-ins off the list are refused
     with pytest.raises(InvalidInput, match="volatile"):
         await explain_query(pg_engine, "SELECT pg_current_wal_lsn(), txid_status(1)", 5000)
@@ -184,15 +184,15 @@ async def test_explain_reports_cost_time_plan_and_findings(pg_engine: AsyncEngin
     result = await explain_query(
         pg_engine, "SELECT * FROM accounts WHERE balance = 5000", timeout_ms=5000
     )
-    assert result["totalCost"] > 0
-    assert result["actualTimeMs"] >= 0 and result["executionTimeMs"] >= 0
-    assert result["plan"]["Node Type"] in ("Seq Scan", "Gather")
-    scans = [f for f in result["findings"] if f["kind"] == "seq_scan"]
-    assert scans and scans[0]["table"] == "accounts"
-    assert scans[0]["suggestedIndex"] == "CREATE INDEX CONCURRENTLY ON accounts (balance)"
+    assert result.total_cost > 0
+    assert result.actual_time_ms >= 0 and result.execution_time_ms >= 0
+    assert result.plan["Node Type"] in ("Seq Scan", "Gather")
+    scans = [f for f in result.findings if f.kind == "seq_scan"]
+    assert scans and scans[0].table == "accounts"
+    assert scans[0].suggested_index == "CREATE INDEX CONCURRENTLY ON accounts (balance)"
     # a query with a literal % goes through untouched
     result = await explain_query(pg_engine, "SELECT 'a%b' LIKE 'a%'", timeout_ms=5000)
-    assert result["plan"]["Node Type"] == "Result"
+    assert result.plan["Node Type"] == "Result"
 
 
 async def test_statement_timeout_is_a_clear_422(pg_engine: AsyncEngine) -> None:
@@ -227,6 +227,6 @@ def test_findings_read_misestimates_spills_and_nested_loops() -> None:
              "Plan Rows": 1, "Actual Rows": 1, "Actual Loops": 1},
         ],
     }  # fmt: skip
-    kinds = [f["kind"] for f in findings(plan)]
+    kinds = [f.kind for f in findings(plan)]
     assert kinds.count("misestimate") == 1  # 10 expected vs 5000 on the loop
     assert "sort_spill" in kinds and "hash_spill" in kinds and "nested_loop" in kinds

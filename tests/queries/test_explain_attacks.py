@@ -214,7 +214,7 @@ async def test_harmless_statements_still_explain(target: Target) -> None:
         "SELECT 1 AS a, 2 AS a",  # duplicate column names, which a view would refuse
     ):
         result = await explain_query(target.engine, query, timeout_ms=5000)
-        assert result["plan"]["Node Type"], query
+        assert result.plan["Node Type"], query
 
 
 async def test_an_allowed_extension_function_passes(target: Target) -> None:
@@ -225,7 +225,7 @@ async def test_an_allowed_extension_function_passes(target: Target) -> None:
         await explain_query(target.engine, query, timeout_ms=5000)
     access = ExplainAccess(allowed_functions=frozenset({"public.unaccent"}))
     result = await explain_query(target.engine, query, 5000, access)
-    assert result["plan"]["Node Type"] == "Result"
+    assert result.plan["Node Type"] == "Result"
 
 
 # --- the role alone: the checks switched off on purpose ---------------------------
@@ -390,7 +390,7 @@ async def test_the_server_reads_strings_as_the_parser_did(target: Target) -> Non
     try:
         query = "SELECT '\\' , $$' ) ; DROP TABLE written; --$$"
         result = await explain_query(legacy, query, timeout_ms=5000)
-        assert result["plan"]["Node Type"] == "Result"  # two harmless literals, as parsed
+        assert result.plan["Node Type"] == "Result"  # two harmless literals, as parsed
     finally:
         await legacy.dispose()
     with psycopg.connect(target.url) as conn:

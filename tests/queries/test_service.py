@@ -33,16 +33,16 @@ async def test_server_and_worker_figures_merge(database_url: str, redis_url: str
         assert await worker.optimized_read("acme", "answer", count) == 42
         assert await server.optimized_read("acme", "answer", count) == 42
         before_flush = await server.statistics("acme")
-        assert before_flush["calls"] == 3  # only its own until the worker flushes
+        assert before_flush.calls == 3  # only its own until the worker flushes
         await worker.flush()
         await server.flush()
         merged = await server.statistics("acme")
-        assert merged["source"] == "redis"
-        assert merged["calls"] == 3 + 2 + 1  # five statements and the one cache miss
-        assert merged["cacheHitRate"] == 0.5
-        assert (await worker.statistics("acme"))["calls"] == merged["calls"]
+        assert merged.source == "redis"
+        assert merged.calls == 3 + 2 + 1  # five statements and the one cache miss
+        assert merged.cache_hit_rate == 0.5
+        assert (await worker.statistics("acme")).calls == merged.calls
         await server.reset_metrics()
-        assert (await worker.statistics("acme"))["calls"] == 0
+        assert (await worker.statistics("acme")).calls == 0
     finally:
         for optimizer in (server, worker):
             await optimizer.close()
@@ -63,12 +63,12 @@ async def test_figures_fall_back_to_this_process_when_redis_is_down(database_url
         assert await optimizer.optimized_read("acme", "one", one) == 1
         stats = await optimizer.statistics("acme")
         # (PostgreSQL's first connection also runs the dialect's own set-up statements)
-        assert stats["source"] == "process" and stats["calls"] >= 1
-        assert stats["cacheHitRate"] == 0.0
+        assert stats.source == "process" and stats.calls >= 1
+        assert stats.cache_hit_rate == 0.0
         metrics = await optimizer.metrics("acme")
-        assert metrics["source"] == "process" and metrics["shapes"]
+        assert metrics.source == "process" and metrics.shapes
         health = await optimizer.health()
-        assert health["cache"]["status"].startswith("down")
+        assert health.cache.status.startswith("down")
         with pytest.raises(ServiceUnavailable, match="Redis"):
             await optimizer.reset_metrics()
         assert optimizer.monitor.local_series() == {}  # this process's part is done

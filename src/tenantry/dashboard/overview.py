@@ -26,8 +26,8 @@ async def sample(services: Services) -> dict[str, float]:
     return {
         "completed": float(sum(q["completed"] for q in queues.values())),
         "failed": float(sum(q["failed"] for q in queues.values())),
-        "p95": float(statistics["p95Ms"] or 0.0),
-        "p99": float(statistics["p99Ms"] or 0.0),
+        "p95": float(statistics.p95_ms or 0.0),
+        "p99": float(statistics.p99_ms or 0.0),
     }
 
 
@@ -61,7 +61,7 @@ async def overview(request: Request, services: ServicesDep, session: SessionDep)
     ready, checks = await services.health.run_all()
     queues = await services.jobs.get_all_queue_stats()
     hour_ago = time.time() - 3600
-    slow = [q for q in (await services.queries.metrics())["slowQueries"] if q["at"] >= hour_ago]
+    slow = [q for q in (await services.queries.metrics()).slow_queries if q.at >= hour_ago]
     usage = await services.storage.usage_by_company()
     history: History = request.app.state.dashboard_history
     return render(

@@ -13,6 +13,7 @@ from tenantry.dashboard.session import DashboardSession
 from tenantry.dashboard.views import render
 from tenantry.deps import ServicesDep
 from tenantry.errors import TenantryError
+from tenantry.queries.routes import ExplainOut
 
 router = APIRouter(prefix="/admin/queries")
 
@@ -27,8 +28,8 @@ async def _page(
         "queries.html",
         session,
         page="queries",
-        shapes=metrics["shapes"][:25],
-        slow=metrics["slowQueries"][:20],
+        shapes=metrics.shapes[:25],
+        slow=metrics.slow_queries[:20],
         statistics=await optimizer.statistics(),
         hit_rates=await optimizer.cache_hit_rates(),
         dialect=services.db.dialect,
@@ -53,7 +54,8 @@ async def explain(
     """The plan, or why the statement was refused, shown under the EXPLAIN box."""
     try:
         plan = await services.queries.explain_query(query)
-        result, error = json.dumps(plan, indent=2, default=str), None
+        # Shown as the API answers it, so what one reads here is what a script gets.
+        result, error = json.dumps(ExplainOut.of(plan).wire(), indent=2, default=str), None
     except TenantryError as exc:
         result, error = None, exc.message
     return await _page(

@@ -41,6 +41,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tenantry.errors import InvalidInput
 from tenantry.queries.explain_calls import escape_percent
 from tenantry.queries.predicates import Catalog, StatementUse, TableUse, analyze
+from tenantry.queries.results import (
+    DuplicateIndex,
+    IndexAdvice,
+    Recommendation,
+    SkippedStatement,
+    UnusedIndex,
+)
 
 log = logging.getLogger("tenantry.queries")
 
@@ -618,23 +625,23 @@ async def pg_stat_statements(
 
 
 # --- existing-index findings --------------------------------------------------
-def unused_indexes(schema: Schema) -> list[dict[str, Any]]:
+def unused_indexes(schema: Schema) -> list[UnusedIndex]:
     return [
-        {
-            "table": e.table,
-            "index": e.name,
-            "columns": list(e.columns),
-            "sizeBytes": e.size_bytes,
-            "reason": "never used by a scan since statistics were last reset; "
+        UnusedIndex(
+            table=e.table,
+            index=e.name,
+            columns=list(e.columns),
+            size_bytes=e.size_bytes,
+            reason="never used by a scan since statistics were last reset; "
             "it still costs every write",
-            "statement": f"DROP INDEX CONCURRENTLY {quote(e.name)}",
-        }
+            statement=f"DROP INDEX CONCURRENTLY {quote(e.name)}",
+        )
         for e in schema.existing
         if e.scans == 0 and not (e.unique or e.primary or e.constraint)
     ]
 
 
-def duplicate_indexes(schema: Schema) -> list[dict[str, Any]]:
+def duplicate_indexes(schema: Schema) -> list[DuplicateIndex]:
     found = []
     plain = [e for e in schema.existing if not e.partial_or_expression]
     for e in plain:
@@ -646,19 +653,19 @@ def duplicate_indexes(schema: Schema) -> list[dict[str, Any]]:
                 continue  # report each identical pair once
             if same or other.columns[: len(e.columns)] == e.columns:
                 found.append(
-                    {
-                        "table": e.table,
-                        "index": e.name,
-                        "columns": list(e.columns),
-                        "coveredBy": other.name,
-                        "sizeBytes": e.size_bytes,
-                        "reason": (
+                    DuplicateIndex(
+                        table=e.table,
+                        index=e.name,
+                        columns=list(e.columns),
+                        covered_by=other.name,
+                        size_bytes=e.size_bytes,
+                        reason=(
                             f"same columns as {other.name}"
                             if same
                             else f"a prefix of {other.name} ({', '.join(other.columns)})"
                         ),
-                        "statement": f"DROP INDEX CONCURRENTLY {quote(e.name)}",
-                    }
+                        statement=f"DROP INDEX CONCURRENTLY {quote(e.name)}",
+                    )
                 )
                 break
     return found
@@ -705,7 +712,7 @@ async def analyze_indexes(
     min_improvement: float = 0.01,
     use_hypopg: bool = True,
     timeout_ms: int = 10_000,
-) -> dict[str, Any]:
+) -> IndexAdvice:
     if engine.dialect.name != "postgresql":
         raise InvalidInput(
             f"index advice needs PostgreSQL; this server's database is {engine.dialect.name}",
@@ -726,7 +733,7 @@ async def _advise(
     max_indexes: int,
     min_improvement: float,
     use_hypopg: bool,
-) -> dict[str, Any]:
+) -> IndexAdvice:
     schema = await load_schema(connection)
     seen = {s.id for s in workload}
     extra = [s for s in await pg_stat_statements(connection) if s.id not in seen]
@@ -746,42 +753,42 @@ async def _advise(
     ]
     if isinstance(planner, HypoPGPlanner):
         await planner.close()
-    return {
-        "method": planner.method,
-        "methodNote": (
+    return IndexAdvice(
+        method=planner.method,
+        method_note=(
             "each recommendation was measured as a hypothetical index (HypoPG) with the planner"
             if hypopg
             else "HEURISTIC: HypoPG is not available, so costs come from a model built on "
             "pg_stats and table sizes, not from the planner"
         ),
-        "statementsAnalysed": len(search.workload),
-        "candidatesConsidered": len(candidates),
-        "workloadCostBefore": round(before, 2),
-        "workloadCostAfter": round(after, 2),
-        "estimatedImprovement": round(1 - after / before, 4) if before else 0.0,
-        "recommendations": recommendations,
-        "unusedIndexes": unused_indexes(schema),
-        "duplicateIndexes": duplicate_indexes(schema),
-        "skippedStatements": [{"shapeId": k, "reason": v} for k, v in skipped.items()],
-    }
+        statements_analysed=len(search.workload),
+        candidates_considered=len(candidates),
+        workload_cost_before=round(before, 2),
+        workload_cost_after=round(after, 2),
+        estimated_improvement=round(1 - after / before, 4) if before else 0.0,
+        recommendations=recommendations,
+        unused_indexes=unused_indexes(schema),
+        duplicate_indexes=duplicate_indexes(schema),
+        skipped_statements=[SkippedStatement(k, v) for k, v in skipped.items()],
+    )
 
 
 async def _recommendation(
     choice: Choice, search: Search, schema: Schema, planner: Planner, before: float
-) -> dict[str, Any]:
+) -> Recommendation:
     share = choice.saved / before if before else 0.0
     index = choice.index
     stats = schema.tables.get(index.table)
-    return {
-        "table": index.table,
-        "columns": list(index.columns),
-        "reason": _reason(choice, search, stats),
-        "priority": "high" if share >= 0.2 else "medium" if share >= 0.05 else "low",
-        "estimatedImprovement": round(share, 4),
-        "estimatedSizeBytes": await planner.size(index),
-        "statements": choice.helped,
-        "createStatement": index.ddl(concurrently=True),
-    }
+    return Recommendation(
+        table=index.table,
+        columns=list(index.columns),
+        reason=_reason(choice, search, stats),
+        priority="high" if share >= 0.2 else "medium" if share >= 0.05 else "low",
+        estimated_improvement=round(share, 4),
+        estimated_size_bytes=await planner.size(index),
+        statements=choice.helped,
+        create_statement=index.ddl(concurrently=True),
+    )
 
 
 def _reason(choice: Choice, search: Search, stats: TableStats | None) -> str:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantry.errors import InvalidInput, ServiceUnavailable
 from tenantry.queries import explain_calls, explain_role
 from tenantry.queries.explain_calls import DENIED_PREFIXES, escape_percent
+from tenantry.queries.results import ExplainResult, Finding
 
 MAX_QUERY_LENGTH = 100_000
 
@@ -169,7 +170,7 @@ DEFAULT_ACCESS = ExplainAccess()
 
 async def explain_query(
     engine: AsyncEngine, query: str, timeout_ms: int, access: ExplainAccess = DEFAULT_ACCESS
-) -> dict[str, Any]:
+) -> ExplainResult:
     checked = check_read_only(query)  # refusals say why, whatever the database
     if engine.dialect.name != "postgresql":
         raise InvalidInput(
@@ -301,20 +302,20 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from nodes(child)
 
 
-def summarize(document: dict[str, Any]) -> dict[str, Any]:
+def summarize(document: dict[str, Any]) -> ExplainResult:
     plan = document["Plan"]
-    return {
-        "totalCost": plan.get("Total Cost"),
-        "actualTimeMs": plan.get("Actual Total Time"),
-        "planningTimeMs": document.get("Planning Time"),
-        "executionTimeMs": document.get("Execution Time"),
-        "findings": findings(plan),
-        "plan": plan,
-    }
+    return ExplainResult(
+        total_cost=plan.get("Total Cost"),
+        actual_time_ms=plan.get("Actual Total Time"),
+        planning_time_ms=document.get("Planning Time"),
+        execution_time_ms=document.get("Execution Time"),
+        findings=findings(plan),
+        plan=plan,
+    )
 
 
-def findings(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+def findings(plan: dict[str, Any]) -> list[Finding]:
+    found: list[Finding] = []
     for node in nodes(plan):
         for check in (_seq_scan, _misestimate, _spill, _nested_loop):
             finding = check(node)
@@ -323,7 +324,7 @@ def findings(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def _seq_scan(node: dict[str, Any]) -> dict[str, Any] | None:
+def _seq_scan(node: dict[str, Any]) -> Finding | None:
     if node.get("Node Type") != "Seq Scan" or "Filter" not in node:
         return None
     loops = node.get("Actual Loops", 1) or 1
@@ -339,7 +340,7 @@ def _seq_scan(node: dict[str, Any]) -> dict[str, Any] | None:
     )
     if suggestion:
         message += f"; an index on ({', '.join(columns)}) would serve it"
-    return {"kind": "seq_scan", "table": table, "message": message, "suggestedIndex": suggestion}
+    return Finding("seq_scan", message, table=table, suggested_index=suggestion)
 
 
 def filter_columns(condition: str) -> list[str]:
@@ -356,7 +357,7 @@ def filter_columns(condition: str) -> list[str]:
     return equality + ranges[:1]
 
 
-def _misestimate(node: dict[str, Any]) -> dict[str, Any] | None:
+def _misestimate(node: dict[str, Any]) -> Finding | None:
     estimated, actual = node.get("Plan Rows"), node.get("Actual Rows")
     if estimated is None or actual is None or node.get("Actual Loops", 1) == 0:
         return None
@@ -364,40 +365,36 @@ def _misestimate(node: dict[str, Any]) -> dict[str, Any] | None:
     if high < 100 or high / low < MISESTIMATE_FACTOR:
         return None
     where = node.get("Relation Name") or node.get("Node Type")
-    return {
-        "kind": "misestimate",
-        "table": node.get("Relation Name"),
-        "message": (
+    return Finding(
+        "misestimate",
+        (
             f"{node['Node Type']} on {where}: the planner expected {estimated:,} rows and got "
             f"{actual:,} ({high / low:.0f}x off); run ANALYZE, or raise the statistics target "
             "of the columns in its condition"
         ),
-    }
+        table=node.get("Relation Name"),
+    )
 
 
-def _spill(node: dict[str, Any]) -> dict[str, Any] | None:
+def _spill(node: dict[str, Any]) -> Finding | None:
     if node.get("Sort Space Type") == "Disk":
-        return {
-            "kind": "sort_spill",
-            "message": (
-                f"Sort spilled {node.get('Sort Space Used', 0):,} kB to disk "
-                f"({node.get('Sort Method')}); raise work_mem, or serve the ORDER BY "
-                "from an index"
-            ),
-        }
+        return Finding(
+            "sort_spill",
+            f"Sort spilled {node.get('Sort Space Used', 0):,} kB to disk "
+            f"({node.get('Sort Method')}); raise work_mem, or serve the ORDER BY "
+            "from an index",
+        )
     batches = node.get("Hash Batches", 1) or 1
     if node.get("Node Type") == "Hash" and batches > 1:
-        return {
-            "kind": "hash_spill",
-            "message": (
-                f"Hash spilled to disk in {batches} batches "
-                f"(peak {node.get('Peak Memory Usage', 0):,} kB); raise work_mem"
-            ),
-        }
+        return Finding(
+            "hash_spill",
+            f"Hash spilled to disk in {batches} batches "
+            f"(peak {node.get('Peak Memory Usage', 0):,} kB); raise work_mem",
+        )
     return None
 
 
-def _nested_loop(node: dict[str, Any]) -> dict[str, Any] | None:
+def _nested_loop(node: dict[str, Any]) -> Finding | None:
     if node.get("Node Type") != "Nested Loop" or not node.get("Plans"):
         return None
     outer = node["Plans"][0]
@@ -405,11 +402,9 @@ def _nested_loop(node: dict[str, Any]) -> dict[str, Any] | None:
     if rows < NESTED_LOOP_ROWS:
         return None
     inner = node["Plans"][-1]
-    return {
-        "kind": "nested_loop",
-        "message": (
-            f"Nested loop ran its inner side ({inner.get('Node Type')}"
-            f"{' on ' + inner['Relation Name'] if 'Relation Name' in inner else ''}) "
-            f"{rows:,} times; an index on the join key, or a hash join, may be cheaper"
-        ),
-    }
+    return Finding(
+        "nested_loop",
+        f"Nested loop ran its inner side ({inner.get('Node Type')}"
+        f"{' on ' + inner['Relation Name'] if 'Relation Name' in inner else ''}) "
+        f"{rows:,} times; an index on the join key, or a hash join, may be cheaper",
+    )

@@ -23,6 +23,19 @@ from tenantry.queries.cache import ReadCache
 from tenantry.queries.cache_backends import CacheBackend, MemoryCache, RedisCache
 from tenantry.queries.monitor import NO_COMPANY, QueryMonitor, Series, merge_series
 from tenantry.queries.replicas import ReplicaGate, ReplicaRouter
+from tenantry.queries.results import (
+    CacheHealth,
+    CompanyFigures,
+    ExplainResult,
+    Figures,
+    IndexAdvice,
+    QueryHealth,
+    QueryMetrics,
+    QueryStatistics,
+    ReplicaHealth,
+    ShapeMetrics,
+    SlowStatement,
+)
 from tenantry.settings import async_database_url
 
 if TYPE_CHECKING:
@@ -191,7 +204,7 @@ class QueryOptimizer:
 
     async def metrics(
         self, company_id: str | None = None, slow_only: bool = False, include_plans: bool = True
-    ) -> dict[str, Any]:
+    ) -> QueryMetrics:
         """Figures per shape (and per company within it) and the slow-query log.
 
         Plans show parameter values of whichever company's statement was slow first,
@@ -213,49 +226,54 @@ class QueryOptimizer:
                 continue
             info = texts.get(shape_id, {})
             shapes.append(
-                {
-                    "shapeId": shape_id,
-                    "statement": info.get("text"),
-                    "dialect": info.get("dialect"),
-                    **total.summary(),
-                    "plan": info.get("plan") if total.slow and include_plans else None,
-                    "companies": [
-                        {"companyId": None if c == NO_COMPANY else c, **f.summary()}
+                ShapeMetrics(
+                    shape_id=shape_id,
+                    statement=info.get("text"),
+                    dialect=info.get("dialect"),
+                    figures=_figures(total),
+                    plan=info.get("plan") if total.slow and include_plans else None,
+                    companies=[
+                        CompanyFigures(None if c == NO_COMPANY else c, _figures(f))
                         for c, f in sorted(companies, key=lambda cf: -cf[1].total)
                     ],
-                }
+                )
             )
-        shapes.sort(key=lambda s: -(s["totalMs"] or 0))
+        shapes.sort(key=lambda s: -(s.figures.total_ms or 0))
         slow = [
-            {
-                **entry,
-                "plan": texts.get(entry["shapeId"], {}).get("plan") if include_plans else None,
-            }
+            SlowStatement(
+                shape_id=entry["shapeId"],
+                company_id=entry["companyId"],
+                duration_ms=entry["durationMs"],
+                statement=entry["statement"],
+                at=entry["at"],
+                plan=texts.get(entry["shapeId"], {}).get("plan") if include_plans else None,
+            )
+            # The slow log's stored form (here and in Redis) is camelCase JSON.
             for entry in await self._slow_log()
             if wanted is None or entry["companyId"] == wanted
         ]
-        return {"source": source, "shapes": shapes, "slowQueries": slow}
+        return QueryMetrics(source=source, shapes=shapes, slow_queries=slow)
 
-    async def statistics(self, company_id: str | None = None) -> dict[str, Any]:
+    async def statistics(self, company_id: str | None = None) -> QueryStatistics:
         series, source = await self._series()
         total = Series()
         for (_, company), figures in series.items():
             if company_id is None or company == company_id:
                 total.merge(figures)
-        summary = total.summary()
-        return {
-            "companyId": company_id,
-            "source": source,
-            "calls": total.calls,
-            "shapes": len({k[0] for k in series if company_id is None or k[1] == company_id}),
-            "avgMs": summary["meanMs"],
-            "p50Ms": summary["p50Ms"],
-            "p95Ms": summary["p95Ms"],
-            "p99Ms": summary["p99Ms"],
-            "slowCount": total.slow,
-            "cacheHitRate": await self.cache_hit_rate(company_id),
-            "histogramBuckets": len(total.sketch.buckets),
-        }
+        overall = _figures(total)
+        return QueryStatistics(
+            company_id=company_id,
+            source=source,
+            calls=total.calls,
+            shapes=len({k[0] for k in series if company_id is None or k[1] == company_id}),
+            avg_ms=overall.mean_ms,
+            p50_ms=overall.p50_ms,
+            p95_ms=overall.p95_ms,
+            p99_ms=overall.p99_ms,
+            slow_count=total.slow,
+            cache_hit_rate=await self.cache_hit_rate(company_id),
+            histogram_buckets=len(total.sketch.buckets),
+        )
 
     async def cache_hit_rate(self, company_id: str | None = None) -> float | None:
         hits = misses = 0
@@ -316,7 +334,7 @@ class QueryOptimizer:
             self._explainer = create_async_engine(self.explain_url, poolclass=NullPool)
         return self._explainer
 
-    async def explain_query(self, query: str) -> dict[str, Any]:
+    async def explain_query(self, query: str) -> ExplainResult:
         engine = self.db.engine if self.db.dialect != "postgresql" else self._explain_engine()
         return await explain.explain_query(
             engine, query, self.explain_timeout_ms, self.explain_access
@@ -355,27 +373,42 @@ class QueryOptimizer:
             )
         return statements
 
-    async def analyze_indexes(self, max_indexes: int = 5) -> dict[str, Any]:
+    async def analyze_indexes(self, max_indexes: int = 5) -> IndexAdvice:
         engine = self.db.engine if self.db.dialect != "postgresql" else self._tools_engine()
         series, _ = await self._series()
         workload = self.workload(series, await self._shape_texts())
         return await advisor.analyze_indexes(engine, workload, max_indexes=max_indexes)
 
     # --- health ---------------------------------------------------------------
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> QueryHealth:
         backend = self.cache.backend
-        cache: dict[str, Any] = {"backend": backend.name, "errors": self.cache.backend_errors}
         try:
             await asyncio.wait_for(backend.ping(), 1.0)
-            cache["status"] = "up"
+            status = "up"
         except Exception as exc:  # reads still work without it: reported, not fatal
-            cache["status"] = f"down ({type(exc).__name__}); reads go to the database"
-        return {
-            "shapes": len(self.monitor.shapes()),
-            "slowQueryMs": self.monitor.slow_seconds * 1000,
-            "cache": cache,
-            "replicas": self.replicas.status(),
-        }
+            status = f"down ({type(exc).__name__}); reads go to the database"
+        return QueryHealth(
+            shapes=len(self.monitor.shapes()),
+            slow_query_ms=self.monitor.slow_seconds * 1000,
+            cache=CacheHealth(backend.name, self.cache.backend_errors, status),
+            replicas=[
+                ReplicaHealth(r.label, r.up, r.reads, r.failures) for r in self.replicas.replicas
+            ],
+        )
+
+
+def _figures(series: Series) -> Figures:
+    summary = series.summary()
+    return Figures(
+        calls=summary["calls"],
+        total_ms=summary["totalMs"],
+        mean_ms=summary["meanMs"],
+        p50_ms=summary["p50Ms"],
+        p95_ms=summary["p95Ms"],
+        p99_ms=summary["p99Ms"],
+        rows=summary["rows"],
+        slow_count=summary["slowCount"],
+    )
 
 
 async def _off(_: str | None) -> bool:

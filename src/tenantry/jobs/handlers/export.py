@@ -85,13 +85,26 @@ async def file_rows(
     return selected
 
 
+# The CSV header: the API's field names, in the order query_rows() writes them.
 QUERY_COLUMNS = ["shapeId", "statement", "calls", "meanMs", "p95Ms", "p99Ms", "rows", "slowCount"]
 
 
 async def query_rows(services: Services, company_id: str) -> list[list[Any]]:
     """Per statement shape: this company's calls and latencies, from the query monitor."""
     metrics = await services.queries.metrics(company_id)
-    return [[shape.get(column) for column in QUERY_COLUMNS] for shape in metrics["shapes"]]
+    return [
+        [
+            shape.shape_id,
+            shape.statement,
+            shape.figures.calls,
+            shape.figures.mean_ms,
+            shape.figures.p95_ms,
+            shape.figures.p99_ms,
+            shape.figures.rows,
+            shape.figures.slow_count,
+        ]
+        for shape in metrics.shapes
+    ]
 
 
 async def build_csv(
