@@ -135,7 +135,7 @@ async def _drain_with_workers(service: Any, url: str, tmp: str, processes: int) 
         await service.resume(QUEUE)
         while True:
             counts = await service.backend.counts(QUEUE)
-            if counts["waiting"] + counts["active"] + counts["delayed"] == 0:
+            if counts.waiting + counts.active + counts.delayed == 0:
                 break
             await asyncio.sleep(0.02)
         return time.perf_counter() - started

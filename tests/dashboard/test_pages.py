@@ -27,11 +27,11 @@ async def test_queues_page_lists_the_six_queues_with_empty_states(
 async def test_pause_and_resume_a_queue(client: AsyncClient, csrf: str, app: Any) -> None:
     paused = await client.post("/admin/queues/report/pause", data={"csrf": csrf})
     assert paused.status_code == 303
-    assert (await app.state.services.jobs.queue_stats("report"))["isPaused"] is True
+    assert (await app.state.services.jobs.queue_stats("report")).is_paused is True
     page = await client.get(paused.headers["location"])
     assert "Queue paused." in page.text
     await client.post("/admin/queues/report/resume", data={"csrf": csrf})
-    assert (await app.state.services.jobs.queue_stats("report"))["isPaused"] is False
+    assert (await app.state.services.jobs.queue_stats("report")).is_paused is False
 
 
 async def test_job_page_shows_data_and_an_unknown_job_is_a_404_page(

@@ -137,7 +137,7 @@ async def test_logout_ends_the_session_in_every_instance(
             )
             assert action.status_code == 303
             assert action.headers["location"].startswith("/admin/login")
-    assert (await app.state.services.jobs.queue_stats("email"))["isPaused"] is False
+    assert (await app.state.services.jobs.queue_stats("email")).is_paused is False
 
 
 async def test_expired_sessions_are_swept_at_login(client: AsyncClient, app: Any) -> None:

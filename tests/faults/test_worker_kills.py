@@ -46,7 +46,7 @@ async def test_repeatedly_killed_workers_lose_no_job(
     await finisher.ready()
     counts = await eventually(
         lambda: producer.backend.counts(QUEUE),
-        lambda c: c["completed"] + c["failed"] == JOBS,
+        lambda c: c.completed + c.failed == JOBS,
         within=180,
     )
     done = trail.read_text().splitlines()
@@ -55,13 +55,13 @@ async def test_repeatedly_killed_workers_lose_no_job(
         {
             "jobs": JOBS,
             "workersKilled": kills,
-            "completed": counts["completed"],
-            "failed": counts["failed"],
+            "completed": counts.completed,
+            "failed": counts.failed,
             "lost": len(set(ids) - set(done)),
             "handlerRuns": len(done),
             "ranMoreThanOnce": len(done) - len(set(done)),
         },
     )
     failed = await producer.list_jobs(QUEUE, "failed")
-    assert counts["failed"] == 0, [job.failed_reason for job in failed]
+    assert counts.failed == 0, [job.failed_reason for job in failed]
     assert set(done) == set(ids)

@@ -161,4 +161,4 @@ async def test_bad_report_requests_are_refused_before_enqueueing(app: Any) -> No
         await service.generate_report_job("acme", "usage", "yesterday", "2026-01-01")
     with pytest.raises(InvalidInput):
         await service.export_data_job("acme", "files", format="xlsx")
-    assert (await service.queue_stats("report"))["waiting"] == 0
+    assert (await service.queue_stats("report")).waiting == 0

@@ -254,13 +254,13 @@ async def test_cleanup_removes_old_jobs_and_expired_temp_files(
     assert status.job.result["incompleteUploadsRemoved"] == 0  # younger than a day
     assert not old.exists() and fresh.exists()
     # The ai job finished under a minute ago: kept. Now with no grace: removed.
-    assert (await services.jobs.queue_stats("ai-processing"))["completed"] == 1
+    assert (await services.jobs.queue_stats("ai-processing")).completed == 1
     job_id = await services.jobs.cleanup_job(older_than_seconds=0)
     status = await completed(services.jobs, "cleanup", job_id)
     assert status.job.result["jobsRemoved"] >= 2  # the ai job and the first cleanup job
     assert status.job.result["incompleteUploadsRemoved"] == 1
     assert not (incoming / "upload-abandoned").exists()
-    assert (await services.jobs.queue_stats("ai-processing"))["completed"] == 0
+    assert (await services.jobs.queue_stats("ai-processing")).completed == 0
 
 
 async def test_the_example_ai_handler_reports_progress_and_a_result(

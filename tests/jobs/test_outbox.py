@@ -77,6 +77,6 @@ async def test_jobs_enqueued_during_an_outage_reach_the_queue_once(
         # Relaying a job that already reached the queue does not duplicate it.
         await enqueue("email", "noop", {"n": 3}, {"jobId": "during-3"})
         counts = await backend.counts("email")
-        assert counts["waiting"] == 9
+        assert counts.waiting == 9
     finally:
         await backend.close()

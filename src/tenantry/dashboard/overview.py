@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -17,6 +16,7 @@ from tenantry.dashboard.charts import bar_chart, line_chart
 from tenantry.dashboard.history import History
 from tenantry.dashboard.views import render
 from tenantry.deps import ServicesDep
+from tenantry.jobs.backends import QueueStats
 
 
 async def sample(services: Services) -> dict[str, float]:
@@ -24,8 +24,8 @@ async def sample(services: Services) -> dict[str, float]:
     queues = await services.jobs.get_all_queue_stats()
     statistics = await services.queries.statistics()
     return {
-        "completed": float(sum(q["completed"] for q in queues.values())),
-        "failed": float(sum(q["failed"] for q in queues.values())),
+        "completed": float(sum(q.completed for q in queues.values())),
+        "failed": float(sum(q.failed for q in queues.values())),
         "p95": float(statistics.p95_ms or 0.0),
         "p99": float(statistics.p99_ms or 0.0),
     }
@@ -84,9 +84,14 @@ async def overview(request: Request, services: ServicesDep, session: SessionDep)
     )
 
 
-def _queue_totals(queues: dict[str, dict[str, Any]]) -> dict[str, int]:
-    states = ("waiting", "active", "completed", "failed", "delayed")
-    return {state: sum(int(q[state]) for q in queues.values()) for state in states}
+def _queue_totals(queues: dict[str, QueueStats]) -> dict[str, int]:
+    return {
+        "waiting": sum(q.waiting for q in queues.values()),
+        "active": sum(q.active for q in queues.values()),
+        "completed": sum(q.completed for q in queues.values()),
+        "failed": sum(q.failed for q in queues.values()),
+        "delayed": sum(q.delayed for q in queues.values()),
+    }
 
 
 def _open_circuits(services: Services) -> list[str]:

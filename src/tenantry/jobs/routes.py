@@ -12,11 +12,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tenantry.auth import Principal
 from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
-from tenantry.jobs.backends import JobRecord, ScheduleRecord
+from tenantry.jobs.backends import JobRecord, QueueStats, ScheduleRecord
 from tenantry.jobs.queues import (
     MAX_EVERY_MS,
     MAX_GRACE_SECONDS,
@@ -126,6 +126,24 @@ class QueueState(ApiModel):
     is_paused: bool
 
 
+class QueueStatsOut(ApiModel):
+    """Jobs per state in one queue, and whether it is paused (`paused`: waiting while paused)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    paused: int
+    is_paused: bool
+
+    @classmethod
+    def of(cls, stats: QueueStats) -> QueueStatsOut:
+        return cls.model_validate(stats)
+
+
 class ScheduleIn(ApiModel):
     pattern: str | None = Field(None, min_length=1, max_length=200)
     every: int | None = Field(
@@ -174,14 +192,15 @@ def _scope(principal: Principal, company_id: str | None) -> str | None:
     return principal.company_for(company_id)
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=dict[str, QueueStatsOut])
 async def queue_stats(
     services: ServicesDep,
     principal: PrincipalDep,
     company_id: Annotated[str | None, Query(alias="companyId", max_length=64)] = None,
-) -> dict[str, dict[str, Any]]:
-    """Jobs per state for every queue (a company key: its own jobs only)."""
-    return await services.jobs.get_all_queue_stats(_scope(principal, company_id))
+) -> dict[str, QueueStatsOut]:
+    """Jobs per state for every queue, by queue name (a company key: its own jobs only)."""
+    stats = await services.jobs.get_all_queue_stats(_scope(principal, company_id))
+    return {name: QueueStatsOut.of(queue) for name, queue in stats.items()}
 
 
 @router.get("/health")

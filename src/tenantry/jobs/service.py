@@ -35,8 +35,10 @@ from tenantry.jobs.backends import (
     BullMQBackend,
     InProcessBackend,
     JobBackend,
+    JobCounts,
     JobRecord,
     PermanentJobError,
+    QueueStats,
     ScheduleRecord,
     WorkerSettings,
 )
@@ -359,20 +361,22 @@ class JobService:
                 return
 
     @outage_is_503
-    async def queue_stats(self, queue: str, company_id: str | None = None) -> dict[str, Any]:
+    async def queue_stats(self, queue: str, company_id: str | None = None) -> QueueStats:
         q.check_queue(queue)
         paused = await self.backend.is_paused(queue)
         if company_id is None:
             counts = await self.backend.counts(queue)
         else:
-            counts = {
-                state: len([job async for job in self._company_jobs(queue, state, company_id)])
-                for state in q.STATES
-            }
-        return {**counts, "isPaused": paused}
+            counts = JobCounts(
+                **{
+                    state: len([job async for job in self._company_jobs(queue, state, company_id)])
+                    for state in q.STATES
+                }
+            )
+        return QueueStats.of(counts, paused)
 
-    async def get_all_queue_stats(self, company_id: str | None = None) -> dict[str, dict[str, Any]]:
-        """waiting, active, completed, failed, delayed, paused (and isPaused) per queue."""
+    async def get_all_queue_stats(self, company_id: str | None = None) -> dict[str, QueueStats]:
+        """waiting, active, completed, failed, delayed, paused (and is_paused) per queue."""
         return {name: await self.queue_stats(name, company_id) for name in q.QUEUE_NAMES}
 
     # --- acting ----------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from tenantry.context import current_company
 from tenantry.errors import Conflict, InvalidInput, NotFound
-from tenantry.jobs.backends import JobBackend, PermanentJobError
+from tenantry.jobs.backends import JobBackend, PermanentJobError, QueueStats
 from tenantry.jobs.registry import HandlerRegistry, JobContext
 from tenantry.jobs.service import JobService
 from tenantry.settings import Settings, load_settings
@@ -166,21 +166,15 @@ async def check_stats_count_every_state(backend: JobBackend) -> None:
         assert set(stats) == {
             "email", "report", "ai-processing", "export", "notification", "cleanup"
         }  # fmt: skip
-        assert stats["email"] == {
-            "waiting": 2,
-            "active": 0,
-            "completed": 0,
-            "failed": 0,
-            "delayed": 1,
-            "paused": 0,
-            "isPaused": False,
-        }
+        assert stats["email"] == QueueStats(
+            waiting=2, active=0, completed=0, failed=0, delayed=1, paused=0, is_paused=False
+        )
         await jobs.service.start_workers(["email"])
         counts = await eventually(
             lambda: jobs.service.queue_stats("email"),
-            lambda s: s["completed"] == 1 and s["failed"] == 1,
+            lambda s: s.completed == 1 and s.failed == 1,
         )
-        assert counts["waiting"] == 0 and counts["delayed"] == 1
+        assert counts.waiting == 0 and counts.delayed == 1
 
 
 async def check_retries_back_off_exponentially(backend: JobBackend) -> None:
@@ -267,7 +261,7 @@ async def check_retry_one_failed_job_and_all_failed_jobs(backend: JobBackend) ->
         assert await jobs.service.retry_failed("export") == 2
         for job_id in ids[1:]:
             await jobs.wait_state("export", job_id, "completed")
-        assert (await jobs.service.queue_stats("export"))["failed"] == 0
+        assert (await jobs.service.queue_stats("export")).failed == 0
         await _raises(NotFound, jobs.service.retry_job("export", "does-not-exist"))
 
 
@@ -284,12 +278,12 @@ async def check_pause_holds_jobs_and_resume_releases_them(backend: JobBackend) -
         await asyncio.sleep(1.0)
         assert await jobs.state("email", job_id) == "waiting"
         stats = await jobs.service.queue_stats("email")
-        assert stats["isPaused"] is True and stats["paused"] == 1
+        assert stats.is_paused is True and stats.paused == 1
         assert [job.id for job in await jobs.service.list_jobs("email", "paused")] == [job_id]
 
         await jobs.service.resume("email")
         await jobs.wait_state("email", job_id, "completed")
-        assert (await jobs.service.queue_stats("email"))["isPaused"] is False
+        assert (await jobs.service.queue_stats("email")).is_paused is False
 
 
 async def check_clean_removes_finished_jobs_older_than_the_grace(backend: JobBackend) -> None:
@@ -307,7 +301,7 @@ async def check_clean_removes_finished_jobs_older_than_the_grace(backend: JobBac
         assert await jobs.service.clean("cleanup", "completed", grace_seconds=3600) == []
         removed = await jobs.service.clean("cleanup", "completed", grace_seconds=0)
         assert sorted(removed) == sorted(ids)
-        assert (await jobs.service.queue_stats("cleanup"))["completed"] == 0
+        assert (await jobs.service.queue_stats("cleanup")).completed == 0
         await _raises(NotFound, jobs.service.get_job_status("cleanup", ids[0]))
         await _raises(InvalidInput, jobs.service.clean("cleanup", "active"))
 
@@ -362,7 +356,7 @@ async def check_cron_schedules_are_idempotent_and_run(backend: JobBackend) -> No
         assert record.pattern == "* * * * * *"
         schedules = await jobs.service.list_schedules("cleanup")
         assert [s.id for s in schedules] == ["every-second"]
-        assert (await jobs.service.queue_stats("cleanup"))["delayed"] <= 1
+        assert (await jobs.service.queue_stats("cleanup")).delayed <= 1
 
         await jobs.service.start_workers(["cleanup"])
         await eventually(lambda: asyncio.sleep(0, len(runs)), lambda n: n >= 2, within=10)
@@ -398,7 +392,7 @@ async def check_a_job_id_makes_adding_idempotent(backend: JobBackend) -> None:
         first = await jobs.service.add("email", "m", {"n": 1}, "acme", job_id="welcome-42")
         again = await jobs.service.add("email", "m", {"n": 2}, "acme", job_id="welcome-42")
         assert first == again == "welcome-42"
-        assert (await jobs.service.queue_stats("email"))["waiting"] == 1
+        assert (await jobs.service.queue_stats("email")).waiting == 1
         assert (await jobs.service.get_job_status("email", first)).job.data["n"] == 1
 
 

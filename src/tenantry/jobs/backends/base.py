@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
 
@@ -56,6 +56,42 @@ class ScheduleRecord:
     every_ms: int | None = None
     tz: str | None = None
     next_run_at: int | None = None  # epoch milliseconds
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounts:
+    """Jobs per state in one queue (BullMQ's states, whatever the engine).
+
+    `waiting` counts prioritized jobs too; `paused` is the waiting jobs while the
+    queue is paused, 0 while it runs.
+    """
+
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    paused: int
+
+    def in_state(self, state: str) -> int:
+        """The count of one state by name, for a page that loops over the states."""
+        if state not in _COUNTED_STATES:
+            raise ValueError(f"unknown job state {state!r}")
+        return int(getattr(self, state))
+
+
+_COUNTED_STATES = frozenset(f.name for f in fields(JobCounts))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats(JobCounts):
+    """A queue's counts, and whether it is paused: what `JobService.queue_stats` answers."""
+
+    is_paused: bool
+
+    @classmethod
+    def of(cls, counts: JobCounts, is_paused: bool) -> QueueStats:
+        return cls(**asdict(counts), is_paused=is_paused)
 
 
 class ActiveJob(Protocol):
@@ -113,7 +149,7 @@ class JobBackend(ABC):
         """Jobs in one state, `start`..`end` inclusive; finished jobs newest first."""
 
     @abstractmethod
-    async def counts(self, queue: str) -> dict[str, int]:
+    async def counts(self, queue: str) -> JobCounts:
         """Jobs per state: waiting, active, completed, failed, delayed, paused."""
 
     @abstractmethod

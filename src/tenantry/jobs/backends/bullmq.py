@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenantry.errors import Conflict, NotFound
 from tenantry.jobs.backends.base import (
     JobBackend,
+    JobCounts,
     JobRecord,
     PermanentJobError,
     Processor,
@@ -173,21 +174,21 @@ class BullMQBackend(JobBackend):
         jobs = await q.getJobs([_BULL_TYPES[state]], start, end, ascending)
         return [self._record(queue, job, state) for job in jobs]
 
-    async def counts(self, queue: str) -> dict[str, int]:
+    async def counts(self, queue: str) -> JobCounts:
         q = self._queue(queue)
         raw = await q.getJobCounts(
             "waiting", "prioritized", "active", "completed", "failed", "delayed"
         )
         waiting = int(raw["waiting"]) + int(raw["prioritized"])
         paused = await q.isPaused()
-        return {
-            "waiting": waiting,
-            "active": int(raw["active"]),
-            "completed": int(raw["completed"]),
-            "failed": int(raw["failed"]),
-            "delayed": int(raw["delayed"]),
-            "paused": waiting if paused else 0,
-        }
+        return JobCounts(
+            waiting=waiting,
+            active=int(raw["active"]),
+            completed=int(raw["completed"]),
+            failed=int(raw["failed"]),
+            delayed=int(raw["delayed"]),
+            paused=waiting if paused else 0,
+        )
 
     async def retry(self, queue: str, job_id: str) -> None:
         job = await self._queue(queue).getJob(job_id)

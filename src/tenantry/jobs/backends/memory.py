@@ -19,6 +19,7 @@ from croniter import croniter
 from tenantry.errors import Conflict, NotFound
 from tenantry.jobs.backends.base import (
     JobBackend,
+    JobCounts,
     JobRecord,
     PermanentJobError,
     Processor,
@@ -229,13 +230,12 @@ class InProcessBackend(JobBackend):
         stop = None if end < 0 else end + 1
         return [self._record(queue, job) for job in jobs[start:stop]]
 
-    async def counts(self, queue: str) -> dict[str, int]:
+    async def counts(self, queue: str) -> JobCounts:
         q = self._q(queue)
         counts = dict.fromkeys(("waiting", "active", "completed", "failed", "delayed"), 0)
         for job in q.jobs.values():
             counts[job.state] += 1
-        counts["paused"] = counts["waiting"] if q.paused else 0
-        return counts
+        return JobCounts(**counts, paused=counts["waiting"] if q.paused else 0)
 
     async def retry(self, queue: str, job_id: str) -> None:
         q = self._q(queue)
