@@ -18,7 +18,9 @@ bearer_scheme = HTTPBearer(auto_error=False, description="The admin key or a com
 AUTHENTICATED = "tenantry.principal"
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a sync dependency in the thread pool, a hop to a
+    # worker thread and back on every request for one attribute read.
     services: Services = request.app.state.services
     return services
 
