@@ -10,12 +10,13 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from tenantry.version import __version__
+
 if TYPE_CHECKING:
     from tenantry.app import create_app
     from tenantry.settings import ConfigError, Settings, load_settings
 
-__all__ = ["ConfigError", "Settings", "create_app", "load_settings"]
-__version__ = "0.1.0"
+__all__ = ["ConfigError", "Settings", "__version__", "create_app", "load_settings"]
 
 _HOMES = {
     "create_app": "tenantry.app",

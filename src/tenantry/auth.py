@@ -17,11 +17,9 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 
@@ -97,15 +95,51 @@ def _info(row: ApiKey) -> KeyInfo:
     return KeyInfo(row.id, row.company_id, row.name, created, _aware(row.revoked_at))
 
 
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    info: KeyInfo
+    secret_hash: str
+
+
+class KeyRecords:
+    """The API keys table. The wiring puts it behind the `database` circuit breaker, so an
+    outage answers 503 fast instead of hanging every authenticated request."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, row: ApiKey) -> None:
+        async with self._db.session() as session:
+            session.add(row)
+
+    async def list(self, company_id: str | None = None) -> list[KeyInfo]:
+        query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
+        if company_id is not None:
+            query = query.where(ApiKey.company_id == company_id)
+        async with self._db.session() as session:
+            return [_info(row) for row in (await session.scalars(query)).all()]
+
+    async def find(self, key_id: str) -> StoredKey | None:
+        async with self._db.session() as session:
+            row = await session.get(ApiKey, key_id)
+            return None if row is None else StoredKey(_info(row), row.secret_hash)
+
+    async def revoke(self, key_id: str) -> KeyInfo | None:
+        async with self._db.session() as session:
+            row = await session.get(ApiKey, key_id)
+            if row is None:
+                return None
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _info(row)
+
+
 class KeyStore:
     """Creates, lists, revokes and verifies company keys, and checks the admin key."""
 
-    def __init__(self, db: Database, admin_token: str | None) -> None:
-        self._db = db
+    def __init__(self, records: KeyRecords, admin_token: str | None) -> None:
+        self._records = records
         self._admin_digest = _digest(admin_token) if admin_token else None
-        # How authentication reaches the database; the resilience capability swaps in
-        # its `database` circuit breaker so an outage answers 503 fast instead of hanging.
-        self.run_db: Callable[..., Awaitable[Any]] = _run_directly
 
     @property
     def admin_fingerprint(self) -> str:
@@ -125,32 +159,24 @@ class KeyStore:
             secret_hash=_digest(secret),
             created_at=utcnow(),
         )
-        async with self._db.session() as session:
-            session.add(row)
-        return f"tnt_{key_id}_{secret}", _info(row)
+        info = _info(row)
+        await self._records.add(row)
+        return f"tnt_{key_id}_{secret}", info
 
     async def list(self, company_id: str | None = None) -> list[KeyInfo]:
-        query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
-        if company_id is not None:
-            query = query.where(ApiKey.company_id == company_id)
-        async with self._db.session() as session:
-            return [_info(row) for row in (await session.scalars(query)).all()]
+        return await self._records.list(company_id)
 
     async def get(self, key_id: str) -> KeyInfo:
-        async with self._db.session() as session:
-            row = await session.get(ApiKey, key_id)
-            if row is None:
-                raise NotFound(f"no key with id {key_id!r}")
-            return _info(row)
+        stored = await self._records.find(key_id)
+        if stored is None:
+            raise NotFound(f"no key with id {key_id!r}")
+        return stored.info
 
     async def revoke(self, key_id: str) -> KeyInfo:
-        async with self._db.session() as session:
-            row = await session.get(ApiKey, key_id)
-            if row is None:
-                raise NotFound(f"no key with id {key_id!r}")
-            if row.revoked_at is None:
-                row.revoked_at = utcnow()
-            return _info(row)
+        info = await self._records.revoke(key_id)
+        if info is None:
+            raise NotFound(f"no key with id {key_id!r}")
+        return info
 
     async def authenticate(self, token: str) -> Principal:
         """The principal behind `token`, or `Unauthorized`. Comparisons are constant-time."""
@@ -160,26 +186,18 @@ class KeyStore:
         if match is None:
             raise Unauthorized("invalid API key")
         key_id, secret = match.groups()
-        row = await self.run_db(self._find, key_id)
-        expected = row.secret_hash if row is not None else _digest("")
+        stored = await self._records.find(key_id)
+        expected = stored.secret_hash if stored is not None else _digest("")
         valid = hmac.compare_digest(_digest(secret), expected)
-        if row is None or not valid or row.revoked_at is not None:
+        if stored is None or not valid or stored.info.revoked_at is not None:
             raise Unauthorized("invalid API key")
-        return Principal(is_admin=False, company_id=row.company_id, key_id=row.id)
+        return Principal(is_admin=False, company_id=stored.info.company_id, key_id=key_id)
 
     def is_admin_token(self, token: str) -> bool:
         """Whether `token` is the admin key (constant-time; no database access)."""
         return bool(self._admin_digest) and hmac.compare_digest(
             _digest(token), self._admin_digest or ""
         )
-
-    async def _find(self, key_id: str) -> ApiKey | None:
-        async with self._db.session() as session:
-            return await session.get(ApiKey, key_id)
-
-
-async def _run_directly(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    return await fn(*args)
 
 
 class TooManyFailures(TenantryError):

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tenantry import db as database
-from tenantry.auth import KeyStore
+from tenantry.auth import KeyRecords, KeyStore
 from tenantry.errors import TenantryError
 from tenantry.settings import ConfigError, Settings, load_settings
 
@@ -42,7 +42,7 @@ def run_with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
     async def main() -> T:
         db = database.Database(url)
         try:
-            return await action(KeyStore(db, admin_token=None))
+            return await action(KeyStore(KeyRecords(db), admin_token=None))
         finally:
             await db.dispose()
 
@@ -77,7 +77,7 @@ def worker(
     processes: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to run.")] = 1,
 ) -> None:
     """Run the job workers (needs Redis). SIGTERM finishes active jobs, then exits."""
-    from tenantry.jobs.worker import WorkerConfigError, parse_queues, run_processes
+    from tenantry.worker import WorkerConfigError, parse_queues, run_processes
 
     settings = settings_or_exit()
     try:

@@ -1,39 +1,40 @@
-"""The services of one running Tenantry, built once by the app's lifespan."""
+"""The services of one running Tenantry: what `tenantry.wiring` builds, complete.
+
+The app keeps it in `app.state.services`, and only the HTTP edge reads it (routes
+through `deps.ServicesDep`, the dashboard, the demo data). No service takes it: each
+is given what it needs by the wiring.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from tenantry.auth import FailedAuthLimiter, KeyStore
 from tenantry.db import Database
 from tenantry.health import HealthChecks
+from tenantry.jobs.service import JobService
 from tenantry.metrics import Metrics
+from tenantry.queries.service import QueryOptimizer
+from tenantry.resilience.service import ResilienceService
+from tenantry.sessions import DashboardSessions
 from tenantry.settings import Settings
-
-if TYPE_CHECKING:
-    # Capability service types (imported for annotations only, to keep imports acyclic).
-    from tenantry.jobs.service import JobService
-    from tenantry.queries.service import QueryOptimizer
-    from tenantry.resilience.service import ResilienceService
-    from tenantry.storage.service import StorageService
+from tenantry.storage.service import StorageService
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Services:
     settings: Settings
     db: Database
     redis: Redis | None
-    keys: KeyStore
-    health: HealthChecks
     metrics: Metrics
+    health: HealthChecks
+    keys: KeyStore
     auth_limiter: FailedAuthLimiter
+    sessions: DashboardSessions
     secret_key: str
-    # Each capability's service, attached by build_services() in app.py, e.g.
-    # `storage: StorageService = field(init=False)`.
-    jobs: JobService = field(init=False)
-    queries: QueryOptimizer = field(init=False)
-    resilience: ResilienceService = field(init=False)
-    storage: StorageService = field(init=False)
+    queries: QueryOptimizer
+    resilience: ResilienceService
+    storage: StorageService
+    jobs: JobService

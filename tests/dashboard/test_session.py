@@ -11,8 +11,8 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 
 from tenantry.app import create_app
-from tenantry.dashboard.session import COOKIE_NAME, SessionRow
 from tenantry.db import utcnow
+from tenantry.sessions import COOKIE_NAME, SessionRow
 from tenantry.settings import Settings
 from tests.conftest import ADMIN_TOKEN, bearer
 from tests.dashboard.conftest import log_in

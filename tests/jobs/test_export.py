@@ -16,7 +16,8 @@ from httpx import AsyncClient
 
 from tenantry.errors import InvalidInput
 from tenantry.jobs import JobContext
-from tenantry.jobs.handlers.export import QUERY_COLUMNS, export_data
+from tenantry.jobs.types.company_data import QUERY_COLUMNS, CompanyData
+from tenantry.jobs.types.export import ExportData
 from tests.jobs.conftest import eventually
 
 
@@ -142,7 +143,8 @@ async def test_a_rerun_export_reuses_the_file_it_stored(app: Any, files: dict[st
         async def log(self, line: str) -> None:
             pass
 
-    context = JobContext("export", Job(), "acme", services.settings, services)
+    context = JobContext("export", Job(), "acme", services.settings)
+    export_data = ExportData(CompanyData(services.storage, services.queries))
     first = await export_data(context)
     second = await export_data(context)
     assert first["key"] == second["key"]

@@ -17,7 +17,7 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from tenantry.app import create_app
-from tenantry.jobs.handlers.notification import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tenantry.jobs.types.notification import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.jobs.conftest import eventually
 
 WEBHOOK_SECRET = "whsec-test-0123456789"
@@ -187,7 +187,7 @@ async def test_a_webhook_is_signed_and_retried_until_accepted(
 async def test_a_tampered_webhook_fails_verification(
     webhook_server: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    from tenantry.jobs.handlers.notification import sign
+    from tenantry.jobs.types.notification import sign
 
     signature = sign(WEBHOOK_SECRET, "1700000000", b'{"a":1}')
     assert verify(WEBHOOK_SECRET, "1700000000", b'{"a":1}', signature)

@@ -11,7 +11,7 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from tenantry.app import create_app
-from tenantry.jobs import JobContext, registry
+from tenantry.jobs import JobContext, job_handler
 from tests.conftest import ADMIN, bearer
 from tests.jobs.conftest import eventually
 
@@ -22,7 +22,7 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'tenantry.db'}"
 
 
-@registry.handler("ai-processing", "route-test")
+@job_handler("ai-processing", "route-test")
 async def route_test_handler(job: JobContext) -> dict[str, Any]:
     await job.log("running")
     await job.progress(100)

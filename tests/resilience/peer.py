@@ -18,9 +18,10 @@ from redis.asyncio import Redis
 from tenantry.db import Database
 from tenantry.resilience.breaker import State
 from tenantry.resilience.registry import BreakerRegistry
-from tenantry.resilience.service import FlagService, build_stores
+from tenantry.resilience.service import FlagService
 from tenantry.resilience.sync import RedisSync
 from tenantry.settings import async_database_url
+from tenantry.wiring import flag_store_stack
 
 DEADLINE = 15.0
 
@@ -31,7 +32,7 @@ async def main(mode: str, redis_url: str, database_url: str | None) -> None:
     db = Database(async_database_url(database_url)) if database_url else None
     flags = None
     if db is not None:
-        memo, _ = build_stores(db, breakers["database"])
+        memo, _ = flag_store_stack(db, breakers["database"])
         flags = FlagService(memo)
         await flags.refresh()
     sync = RedisSync(redis, breakers, flags.refresh if flags else _nothing)

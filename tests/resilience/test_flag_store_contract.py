@@ -13,11 +13,11 @@ import pytest
 
 from tenantry import db as database
 from tenantry.resilience.breaker import Breaker
+from tenantry.resilience.guard import guard
 from tenantry.resilience.registry import DEFAULT_BREAKERS
 from tenantry.resilience.stores.base import AuditEntry, FlagStore
 from tenantry.resilience.stores.database import DatabaseFlagStore
 from tenantry.resilience.stores.failsafe import FailsafeStore
-from tenantry.resilience.stores.guarded import GuardedStore
 from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.resilience.stores.memory import MemoryFlagStore
 from tenantry.testing.flags import (
@@ -57,7 +57,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         engine = MemoryFlagStore()
     if kind.startswith("stack"):
         memo = MemoizedStore(
-            FailsafeStore(GuardedStore(engine, Breaker("database", DEFAULT_BREAKERS["database"])))
+            FailsafeStore(guard(engine, Breaker("database", DEFAULT_BREAKERS["database"])))
         )
         await memo.refresh()
         yield memo

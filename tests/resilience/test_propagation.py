@@ -196,7 +196,10 @@ async def test_a_flag_change_reaches_a_second_app_instance(
                 f"{BASE}/features/vision-analysis/allow", json={"targetId": "acme"}, headers=ADMIN
             )
             await _until(lambda: flags.evaluate("vision-analysis", "acme").reason == "allowed")
-            assert time.monotonic() - started < 1.0
+            # By message: the periodic refresh (the backstop) comes only every 30 s. The
+            # bound leaves room for a loaded CI machine; the latency itself is measured
+            # by the peer-process test above.
+            assert time.monotonic() - started < 5.0
             await http.post(
                 f"{BASE}/features", json={"key": "brand-new", "enabled": True}, headers=ADMIN
             )
@@ -209,7 +212,7 @@ async def test_a_flag_change_reaches_a_second_app_instance(
             await _until(lambda: breakers["storage"].state is State.FORCED_OPEN)
 
 
-async def _until(condition: Any, within: float = 1.0) -> None:
+async def _until(condition: Any, within: float = 5.0) -> None:
     deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:

@@ -139,8 +139,8 @@ def test_bad_overrides_name_the_setting(raw: dict[str, Any], message: str) -> No
         breaker_overrides(raw)
 
 
-async def test_guard_async_methods_puts_an_object_behind_a_breaker() -> None:
-    from tenantry.resilience.proxy import guard_async_methods
+async def test_guard_puts_an_objects_listed_methods_behind_a_breaker() -> None:
+    from tenantry.resilience.guard import guard
 
     class Backend:
         name = "disk"
@@ -161,7 +161,7 @@ async def test_guard_async_methods_puts_an_object_behind_a_breaker() -> None:
 
     registry = BreakerRegistry()
     backend = Backend()
-    guarded = guard_async_methods(backend, registry["storage"], ("put", "size"))
+    guarded = guard(backend, registry["storage"], ("put", "size"))
     assert await guarded.put("a") == "a"
     assert guarded.public_url("a") == "/files/a"  # not listed: passes straight through
     assert guarded.name == "disk"
@@ -176,4 +176,4 @@ async def test_guard_async_methods_puts_an_object_behind_a_breaker() -> None:
     with pytest.raises(CircuitOpenError):
         await guarded.put("a")
     with pytest.raises(AttributeError, match="nope"):
-        guard_async_methods(backend, registry["storage"], ("nope",))
+        guard(backend, registry["storage"], ("nope",))

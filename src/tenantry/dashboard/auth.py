@@ -7,9 +7,9 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request
 
-from tenantry.dashboard.session import COOKIE_NAME, DashboardSession, DashboardSessions
 from tenantry.deps import ServicesDep
 from tenantry.errors import Forbidden
+from tenantry.sessions import COOKIE_NAME, DashboardSession, DashboardSessions
 
 
 class LoginRequired(Exception):
@@ -20,10 +20,8 @@ class LoginRequired(Exception):
         self.location = location
 
 
-def dashboard_sessions(services: ServicesDep) -> DashboardSessions:
-    return DashboardSessions(
-        services.db, services.secret_key, services.keys.admin_fingerprint, services.keys.run_db
-    )
+async def dashboard_sessions(services: ServicesDep) -> DashboardSessions:
+    return services.sessions
 
 
 SessionsDep = Annotated[DashboardSessions, Depends(dashboard_sessions)]

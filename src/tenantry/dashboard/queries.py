@@ -9,11 +9,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
 from tenantry.dashboard.auth import ActionDep, SessionDep
-from tenantry.dashboard.session import DashboardSession
 from tenantry.dashboard.views import render
 from tenantry.deps import ServicesDep
 from tenantry.errors import TenantryError
-from tenantry.queries.routes import ExplainOut
+from tenantry.queries.schemas import ExplainOut
+from tenantry.sessions import DashboardSession
 
 router = APIRouter(prefix="/admin/queries")
 

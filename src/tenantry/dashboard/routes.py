@@ -10,14 +10,19 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from tenantry.dashboard import circuits, flags, overview, queries, queues, storage
-from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionsDep, dashboard_sessions
+from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionsDep
 from tenantry.dashboard.headers import DashboardHeaders
 from tenantry.dashboard.history import History
-from tenantry.dashboard.session import COOKIE_NAME, MAX_AGE_SECONDS, DashboardSession
 from tenantry.dashboard.views import HERE, render
 from tenantry.deps import ServicesDep
 from tenantry.errors import TenantryError, Unauthorized
 from tenantry.http_errors import error_response
+from tenantry.sessions import (
+    COOKIE_NAME,
+    MAX_AGE_SECONDS,
+    DashboardSession,
+    DashboardSessions,
+)
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -83,7 +88,7 @@ async def logout(session: ActionDep, sessions: SessionsDep) -> Response:
 
 
 async def _session_or_none(request: Request) -> DashboardSession | None:
-    sessions = dashboard_sessions(request.app.state.services)
+    sessions: DashboardSessions = request.app.state.services.sessions
     try:
         return await sessions.read(request.cookies.get(COOKIE_NAME))
     except Exception:  # the error page must render even when the database is what failed

@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from tenantry.dashboard.session import DashboardSession
+from tenantry.sessions import DashboardSession
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

@@ -9,7 +9,7 @@ from tenantry.jobs.backends import (
     ScheduleRecord,
 )
 from tenantry.jobs.queues import QUEUE_NAMES, QueueDefinition
-from tenantry.jobs.registry import HandlerRegistry, JobContext, job_handler, registry
+from tenantry.jobs.registry import HandlerRegistry, JobContext, job_handler
 from tenantry.jobs.service import JobService, JobStatus
 
 __all__ = [
@@ -26,5 +26,4 @@ __all__ = [
     "QueueDefinition",
     "ScheduleRecord",
     "job_handler",
-    "registry",
 ]

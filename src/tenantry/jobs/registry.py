@@ -13,6 +13,13 @@ A handler is found by queue and job name, falling back to the queue's `"*"`
 handler. Registering again for the same queue and name replaces the earlier one,
 so an application overrides Tenantry's example handlers simply by registering.
 
+`JobService` runs the handlers of the `HandlerRegistry` it is given. The running
+service's registry is built by the wiring: Tenantry's own handlers (tenantry.jobs.types,
+each built with the services it needs), then every handler declared with `@job_handler`
+by the modules in JOB_HANDLER_MODULES (`declared` below), which so take precedence.
+A handler that needs the application's resources is a callable object holding them
+(as Tenantry's own are), registered with `registry.register(queue, name, handler)`.
+
 Jobs are delivered at least once: a worker killed mid-job leaves the job to run
 again. Handlers must therefore be idempotent (Tenantry's own are: a webhook carries
 a delivery id, an export is written to a key derived from the job id, and so on).
@@ -22,26 +29,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tenantry.jobs.backends import ActiveJob, PermanentJobError
+from tenantry.jobs.backends import ActiveJob
 from tenantry.settings import Settings
-
-if TYPE_CHECKING:
-    from tenantry.container import Services
 
 Handler = Callable[["JobContext"], Awaitable[Any]]
 
 
 @dataclass(slots=True)
 class JobContext:
-    """What a handler receives: the job, its company, and the app's services."""
+    """What a handler receives: the job, its company, and the settings."""
 
     queue: str
     job: ActiveJob
     company_id: str
     settings: Settings
-    services: Services | None = None
 
     @property
     def id(self) -> str:
@@ -68,11 +71,6 @@ class JobContext:
         """A log line kept with the job (shown by GET /api/queues/{queue}/jobs/{id})."""
         await self.job.log(line)
 
-    def require_services(self) -> Services:
-        if self.services is None:
-            raise PermanentJobError(f"the {self.queue} handler needs the app's services")
-        return self.services
-
 
 class HandlerRegistry:
     def __init__(self) -> None:
@@ -82,10 +80,17 @@ class HandlerRegistry:
         """Decorator: run the function for jobs named `name` on `queue` ("*": any name)."""
 
         def register(function: Handler) -> Handler:
-            self._handlers[(queue, name)] = function
+            self.register(queue, name, function)
             return function
 
         return register
+
+    def register(self, queue: str, name: str, handler: Handler) -> None:
+        self._handlers[(queue, name)] = handler
+
+    def update(self, other: HandlerRegistry) -> None:
+        """Take every handler of `other`, replacing ours for the same queue and name."""
+        self._handlers.update(other._handlers)
 
     def find(self, queue: str, name: str) -> Handler | None:
         return self._handlers.get((queue, name)) or self._handlers.get((queue, "*"))
@@ -94,7 +99,7 @@ class HandlerRegistry:
         return {queue for queue, _ in self._handlers}
 
 
-# The registry the app and `tenantry worker` use: Tenantry's handlers register here
-# (tenantry.jobs.handlers), and so do an application's.
-registry = HandlerRegistry()
-job_handler = registry.handler
+# Handlers declared by an application's modules (JOB_HANDLER_MODULES) with `@job_handler`;
+# the wiring copies them into the registry it gives the job service.
+declared = HandlerRegistry()
+job_handler = declared.handler

@@ -16,24 +16,20 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 from tenantry.auth import validate_company_id
-from tenantry.background import Background, every, until_done
 from tenantry.context import company_scope
 from tenantry.errors import InvalidInput, NotFound, PayloadTooLarge, ServiceUnavailable
 from tenantry.jobs import queues as q
 from tenantry.jobs.backends import (
     REDIS_DOWN,
     ActiveJob,
-    BullMQBackend,
-    InProcessBackend,
     JobBackend,
     JobCounts,
     JobRecord,
@@ -42,15 +38,12 @@ from tenantry.jobs.backends import (
     ScheduleRecord,
     WorkerSettings,
 )
-from tenantry.jobs.handlers.export import FORMATS, KINDS
 from tenantry.jobs.outbox import Enqueue, JobOutbox
 from tenantry.jobs.registry import HandlerRegistry, JobContext
-from tenantry.jobs.registry import registry as default_registry
+from tenantry.jobs.types import ai, cleanup, email, export, notification, report
+from tenantry.jobs.types.base import JobRequest
 from tenantry.resilience.breaker import CallTimeoutError, CircuitOpenError
 from tenantry.settings import ConfigError, Settings
-
-if TYPE_CHECKING:
-    from tenantry.container import Services
 
 log = logging.getLogger("tenantry.jobs")
 P = ParamSpec("P")
@@ -95,30 +88,6 @@ def validate_cron(pattern: str, tz: str | None = None) -> None:
         ) from None
 
 
-def check_export(kind: str, format: str, field: str) -> None:
-    if kind not in KINDS:
-        raise InvalidInput(
-            f"{field} must be one of {', '.join(KINDS)}",
-            details={"field": field, "allowed": list(KINDS)},
-        )
-    if format not in FORMATS:
-        raise InvalidInput(
-            f"format must be one of {', '.join(FORMATS)}",
-            details={"field": "format", "allowed": list(FORMATS)},
-        )
-
-
-def parse_date(value: date | str, field: str) -> date:
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(
-            f"{field} must be a date (YYYY-MM-DD), got {value!r}", details={"field": field}
-        ) from None
-
-
 def outage_is_503(
     method: Callable[P, Coroutine[Any, Any, R]],
 ) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -144,14 +113,14 @@ class JobService:
         settings: Settings,
         backend: JobBackend,
         registry: HandlerRegistry | None = None,
-        services: Services | None = None,
         outbox: JobOutbox | None = None,
         enqueue: Enqueue | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
-        self.registry = registry or default_registry
-        self.services = services
+        # The handlers this service runs: the wiring's (Tenantry's and the app's), or a
+        # caller's own; never a global one.
+        self.registry = registry if registry is not None else HandlerRegistry()
         self.definitions = q.definitions(settings)
         self._workers_running = False
         # With Redis: jobs that cannot reach it wait in the database outbox (jobs/outbox.py),
@@ -224,6 +193,12 @@ class JobService:
                 raise
             return await self.outbox.put(queue, name, payload, options)
 
+    async def submit(self, request: JobRequest, company_id: str, **options: Any) -> str:
+        """Enqueue a job type's request (`tenantry.jobs.types.*.request(...)`)."""
+        return await self.add(
+            request.queue, request.name, request.payload.to_data(), company_id, **options
+        )
+
     async def send_email_job(
         self,
         company_id: str,
@@ -232,13 +207,7 @@ class JobService:
         template: str,
         data: dict[str, Any] | None = None,
     ) -> str:
-        recipients = [to] if isinstance(to, str) else list(to)
-        return await self.add(
-            q.EMAIL,
-            "send-email",
-            {"to": recipients, "subject": subject, "template": template, "data": data or {}},
-            company_id,
-        )
+        return await self.submit(email.request(to, subject, template, data), company_id)
 
     async def generate_report_job(
         self,
@@ -248,53 +217,27 @@ class JobService:
         end: date | str,
         format: str = "csv",
     ) -> str:
-        check_export(report_type, format, "reportType")
-        first, last = parse_date(start, "start"), parse_date(end, "end")
-        if last < first:
-            raise InvalidInput("end must not be before start", details={"field": "end"})
-        return await self.add(
-            q.REPORT,
-            "generate-report",
-            {
-                "reportType": report_type,
-                "start": first.isoformat(),
-                "end": last.isoformat(),
-                "format": format,
-                "requestId": uuid.uuid4().hex,
-            },
-            company_id,
-        )
+        return await self.submit(report.request(report_type, start, end, format), company_id)
 
     async def export_data_job(
         self, company_id: str, kind: str = "files", format: str = "csv"
     ) -> str:
-        check_export(kind, format, "kind")
-        data = {"kind": kind, "format": format, "requestId": uuid.uuid4().hex}
-        return await self.add(q.EXPORT, "export-data", data, company_id)
+        return await self.submit(export.request(kind, format), company_id)
 
     async def send_notification_job(
         self, company_id: str, url: str, event: str, payload: dict[str, Any] | None = None
     ) -> str:
-        return await self.add(
-            q.NOTIFICATION,
-            "webhook",
-            {"url": url, "event": event, "payload": payload or {}},
-            company_id,
-        )
+        return await self.submit(notification.request(url, event, payload), company_id)
 
     async def ai_processing_job(
         self, company_id: str, task: str, input: dict[str, Any] | None = None
     ) -> str:
-        return await self.add(
-            q.AI_PROCESSING, task, {"task": task, "input": input or {}}, company_id
-        )
+        return await self.submit(ai.request(task, input), company_id)
 
     async def cleanup_job(
         self, company_id: str = q.SYSTEM_COMPANY, older_than_seconds: int | None = None
     ) -> str:
-        return await self.add(
-            q.CLEANUP, "cleanup", {"olderThanSeconds": older_than_seconds}, company_id
-        )
+        return await self.submit(cleanup.request(older_than_seconds), company_id)
 
     # --- inspecting ------------------------------------------------------------
     async def _job(self, queue: str, job_id: str, company_id: str | None) -> JobRecord:
@@ -506,7 +449,7 @@ class JobService:
         company_id = job.data.get("companyId")
         if not isinstance(company_id, str):
             raise PermanentJobError("job data has no companyId")
-        context = JobContext(queue, job, company_id, self.settings, self.services)
+        context = JobContext(queue, job, company_id, self.settings)
         with company_scope(company_id):
             try:
                 return await handler(context)
@@ -529,14 +472,6 @@ class JobService:
         await self.backend.close()
 
 
-def make_backend(settings: Settings) -> JobBackend:
-    """BullMQ on Redis when queues are enabled and Redis is configured, else in-process."""
-    url = settings.effective_redis_url
-    if settings.enable_job_queues and url:
-        return BullMQBackend(url, prefix=settings.job_prefix, queues=q.QUEUE_NAMES)
-    return InProcessBackend(queues=q.QUEUE_NAMES)
-
-
 def load_handler_modules(settings: Settings) -> None:
     """Import the application's handler modules (JOB_HANDLER_MODULES) so they register."""
     for module in filter(None, (m.strip() for m in settings.job_handler_modules.split(","))):
@@ -547,64 +482,6 @@ def load_handler_modules(settings: Settings) -> None:
                 f"JOB_HANDLER_MODULES: cannot import {module!r}: {exc}",
                 details={"field": "JOB_HANDLER_MODULES", "value": module},
             ) from exc
-
-
-async def build_job_service(services: Services, stack: AsyncExitStack) -> JobService:
-    """The app's job service. Without Redis the handlers run in this event loop.
-
-    With Redis, what needs it (the cleanup schedule, in-app workers) starts in the
-    background: the app serves (and /ready reports Redis down) during an outage.
-    """
-    import tenantry.jobs.handlers  # noqa: F401  (registers Tenantry's handlers)
-
-    settings = services.settings
-    load_handler_modules(settings)
-    cron = cleanup_cron(settings)
-    backend = make_backend(settings)
-    if backend.durable:
-        service = durable_service(services, backend)
-    else:
-        service = JobService(settings, backend, services=services)
-    stack.push_async_callback(service.close)
-    if not service.durable:
-        await schedule_cleanup(service, cron)
-        await service.start_workers()
-        stack.push_async_callback(service.stop_workers)
-        return service
-    stack.push_async_callback(service.stop_workers)
-    # A Redis outage at start-up is waited out, not fatal.
-    background = Background()
-    scheduling = until_done(lambda: schedule_cleanup(service, cron), name="job queues")
-    background.start(scheduling, "cleanup-schedule")
-    if service.outbox is not None:
-        outbox, enqueue = service.outbox, service.enqueue
-        relaying = every(
-            settings.job_outbox_relay_seconds,
-            lambda: outbox.relay_all(enqueue),
-            name="outbox relay round",
-            now=True,
-        )
-        background.start(relaying, "outbox-relay")
-    if settings.job_workers_in_app:
-        background.start(until_done(service.start_workers, name="job workers"), "job-workers")
-    stack.push_async_callback(background.stop)
-    return service
-
-
-def durable_service(services: Services, backend: JobBackend) -> JobService:
-    """BullMQ behind the `redis` circuit, with the database outbox for Redis outages."""
-    breaker = services.resilience.breakers["redis"]
-
-    async def enqueue(queue: str, name: str, data: dict[str, Any], options: dict[str, Any]) -> str:
-        return await breaker.call_async(backend.add, queue, name, data, options)
-
-    return JobService(
-        services.settings,
-        backend,
-        services=services,
-        outbox=JobOutbox(services.db),
-        enqueue=enqueue,
-    )
 
 
 def new_job_id() -> str:

@@ -1,6 +1,6 @@
 """What the query optimizer answers: frozen results with snake_case attributes.
 
-The HTTP schemas (camelCase) are built from these in `queries/routes.py`; the
+The HTTP schemas (camelCase) are built from these in `queries/schemas.py`; the
 dashboard and the export job read them by attribute.
 """
 

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -36,10 +35,6 @@ from tenantry.queries.results import (
     ShapeMetrics,
     SlowStatement,
 )
-from tenantry.settings import async_database_url
-
-if TYPE_CHECKING:
-    from tenantry.container import Services
 
 log = logging.getLogger("tenantry.queries")
 T = TypeVar("T")
@@ -433,41 +428,3 @@ def setting_gate(enabled: bool) -> ReplicaGate:
         return enabled
 
     return gate
-
-
-async def build_query_optimizer(services: Services, stack: AsyncExitStack) -> QueryOptimizer:
-    settings = services.settings
-    redis: Redis | None = None
-    if settings.effective_redis_url:
-        # Its own client with short timeouts: a hung Redis must not hang a cached read.
-        redis = Redis.from_url(
-            settings.effective_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
-        )
-        stack.push_async_callback(redis.aclose)
-    optimizer = QueryOptimizer(
-        services.db,
-        redis=redis,
-        slow_query_ms=settings.slow_query_ms,
-        cache_ttl=settings.query_cache_ttl_seconds,
-        explain_timeout_ms=settings.query_explain_timeout_ms,
-        # With a login role of its own, EXPLAIN runs as that role and enters none.
-        explain_access=explain.ExplainAccess(
-            role=None if settings.explain_database_url else settings.explain_role,
-            allowed_functions=settings.explain_allowed_function_set,
-        ),
-        explain_url=(
-            async_database_url(settings.explain_database_url)
-            if settings.explain_database_url
-            else None
-        ),
-        replica_urls=settings.replica_urls,
-        # The `use-read-replicas` flag decides per company; resilience is built after
-        # queries, so the flag service is looked up at read time.
-        replica_gate=flag_gate(
-            lambda key, company: services.resilience.flags.is_enabled(key, company)
-        ),
-        flush_seconds=settings.query_metrics_flush_seconds,
-    )
-    optimizer.start()
-    stack.push_async_callback(optimizer.close)
-    return optimizer

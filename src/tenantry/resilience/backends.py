@@ -9,7 +9,6 @@ from tenantry.resilience.stores.base import (
 )
 from tenantry.resilience.stores.database import DatabaseFlagStore
 from tenantry.resilience.stores.failsafe import FailsafeStore
-from tenantry.resilience.stores.guarded import GuardedStore
 from tenantry.resilience.stores.memoized import MemoizedStore, SnapshotListener
 from tenantry.resilience.stores.memory import MemoryFlagStore
 
@@ -19,7 +18,6 @@ __all__ = [
     "DatabaseFlagStore",
     "FailsafeStore",
     "FlagStore",
-    "GuardedStore",
     "MemoizedStore",
     "MemoryFlagStore",
     "SnapshotListener",

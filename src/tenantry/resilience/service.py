@@ -6,29 +6,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from pydantic.alias_generators import to_snake
-from redis.asyncio import Redis
-from sqlalchemy import text
 
-from tenantry.background import Background, every
-from tenantry.db import Database
 from tenantry.errors import (
     Conflict,
     InvalidInput,
     NotFound,
-    ServiceUnavailable,
-    TenantryError,
 )
-from tenantry.resilience.breaker import Breaker, CircuitOpenError
 from tenantry.resilience.flags import (
     DEFAULT_FLAGS,
     Evaluation,
@@ -39,15 +30,10 @@ from tenantry.resilience.flags import (
 )
 from tenantry.resilience.registry import DEFAULT_BREAKERS, BreakerRegistry, config_with
 from tenantry.resilience.stores.base import AuditEntry, flag_not_found
-from tenantry.resilience.stores.database import DatabaseFlagStore
 from tenantry.resilience.stores.failsafe import FailsafeStore
-from tenantry.resilience.stores.guarded import GuardedStore
 from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.resilience.sync import RedisSync
 from tenantry.settings import ConfigError
-
-if TYPE_CHECKING:
-    from tenantry.container import Services
 
 log = logging.getLogger("tenantry.resilience")
 
@@ -272,103 +258,10 @@ def breaker_overrides(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return configs
 
 
-def database_runner(breaker: Breaker) -> Callable[..., Awaitable[Any]]:
-    """Runs a database call through `breaker`; a database failure becomes a 503, not a 500."""
-
-    async def run(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        try:
-            return await breaker.call_async(fn, *args)
-        except (TenantryError, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            raise ServiceUnavailable(
-                "the database is unavailable; try again shortly",
-                details={"cause": type(exc).__name__},
-                headers={"Retry-After": "1"},
-            ) from exc
-
-    return run
-
-
-def _guarded_check(
-    breaker: Breaker, check: Callable[[], Awaitable[dict[str, Any]]]
-) -> Callable[[], Awaitable[dict[str, Any]]]:
-    async def guarded() -> dict[str, Any]:
-        try:
-            details = await breaker.call_async(check)
-        except CircuitOpenError as exc:
-            raise RuntimeError(f"circuit {breaker.name} is {exc.state.value}") from None
-        return {**details, "circuit": breaker.state.value}
-
-    return guarded
-
-
-async def _ping_database(db: Database) -> dict[str, Any]:
-    async with db.engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
-    return {"dialect": db.dialect}
-
-
-async def _ping_redis(redis: Redis) -> dict[str, Any]:
-    await redis.ping()  # type: ignore[misc]
-    return {}
-
-
-def build_stores(db: Database, breaker: Breaker) -> tuple[MemoizedStore, FailsafeStore]:
-    failsafe = FailsafeStore(GuardedStore(DatabaseFlagStore(db), breaker))
-    return MemoizedStore(failsafe), failsafe
-
-
-async def build_resilience(services: Services, stack: AsyncExitStack) -> ResilienceService:
-    """Breakers and flags for a running app; wires Tenantry's own calls through the breakers."""
-    settings = services.settings
-    registry = services.metrics.registry
-    breakers = BreakerRegistry(registry, breaker_overrides(settings.circuit_breakers))
-    memo, failsafe = build_stores(services.db, breakers["database"])
-    flags = FlagService(memo, registry)
-    await flags.refresh()
-    await flags.seed()
-    await flags.refresh()
-    resilience = ResilienceService(breakers, flags, failsafe=failsafe)
-
-    # Tenantry's own dependencies go through their breakers.
-    services.keys.run_db = database_runner(breakers["database"])
-    db, redis = services.db, services.redis
-    services.health.register(
-        "database", _guarded_check(breakers["database"], lambda: _ping_database(db))
-    )
-    if redis is not None:
-        services.health.register(
-            "redis", _guarded_check(breakers["redis"], lambda: _ping_redis(redis))
-        )
-        if settings.resilience_redis_sync:
-            sync = RedisSync(redis, breakers, flags.refresh)
-            await sync.start()
-            stack.push_async_callback(sync.stop)
-            flags.publish = sync.publish_flag_change
-            resilience.sync = sync
-    services.health.register("resilience", _resilience_check(resilience))
-
-    # A backstop for missed Redis messages, and the only propagation without Redis.
-    background = Background()
-    refresh = every(settings.flags_refresh_seconds, flags.refresh, name="periodic flag refresh")
-    background.start(refresh, "flag-refresh")
-    stack.push_async_callback(background.stop)
-    return resilience
-
-
-def _resilience_check(resilience: ResilienceService) -> Callable[[], Awaitable[dict[str, Any]]]:
-    async def check() -> dict[str, Any]:
-        return resilience.health()
-
-    return check
-
-
 __all__ = [
     "FlagService",
     "ResilienceService",
     "Target",
-    "build_resilience",
-    "database_runner",
+    "breaker_overrides",
     "validate_flag",
 ]

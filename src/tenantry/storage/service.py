@@ -19,10 +19,10 @@ import hashlib
 import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from sqlalchemy import func, select
@@ -45,9 +45,6 @@ from tenantry.storage.backends import (
 from tenantry.storage.keys import new_key, parse_key, validate_filename
 from tenantry.storage.records import FileRecord, RecordWriter
 from tenantry.storage.signing import UrlSigner
-
-if TYPE_CHECKING:
-    from tenantry.container import Services
 
 log = logging.getLogger("tenantry.storage")
 
@@ -551,10 +548,3 @@ def _decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise InvalidInput("cursor is not one this API returned", details={"field": "cursor"})
-
-
-def build_storage(services: Services, stack: AsyncExitStack) -> StorageService:
-    """The app's storage service, closed with the app."""
-    storage = StorageService.from_settings(services.settings, services.db, services.secret_key)
-    stack.push_async_callback(storage.close)
-    return storage

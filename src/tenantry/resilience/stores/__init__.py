@@ -9,13 +9,14 @@ One implementation per module:
 
 Behaviour is added by wrapping, as Flipper does, rather than by growing one class:
 
-- `guarded.GuardedStore` — every call through a circuit breaker (the `database` one), so
-  an outage fails fast instead of hanging each request;
+- `tenantry.resilience.guard.guard(store, breaker)` — every call through a circuit
+  breaker (the `database` one), so an outage fails fast instead of hanging each request
+  (the one breaker guard Tenantry uses for every dependency);
 - `failsafe.FailsafeStore` — a failed read answers the last good read; a failed write
   raises `ServiceUnavailable` (a change is never dropped silently);
 - `memoized.MemoizedStore` — reads come from an in-memory copy, refreshed on demand (a
   Redis message, a timer); listeners hear every new copy.
 
-The running service uses Memoized(Failsafe(Guarded(Database))). This package imports
+The running service uses Memoized(Failsafe(guard(Database))). This package imports
 none of its modules, so importing one store loads only what that store needs.
 """

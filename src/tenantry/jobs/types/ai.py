@@ -20,17 +20,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from tenantry.jobs.queues import AI_PROCESSING
-from tenantry.jobs.registry import JobContext, job_handler
+from tenantry.jobs.registry import JobContext
+from tenantry.jobs.types.base import JobPayload, JobRequest
 
 
-@job_handler(AI_PROCESSING)
+class AiJob(JobPayload):
+    """The job's name is its task; applications read `input` as they define it."""
+
+    task: str = Field(min_length=1, max_length=200)
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+def request(task: str, input: dict[str, Any] | None = None) -> JobRequest:
+    return JobRequest(AI_PROCESSING, task, AiJob.build(task=task, input=input or {}))
+
+
 async def example_ai_task(job: JobContext) -> dict[str, Any]:
-    """Echoes its input with a word count, reporting progress as a real handler would."""
+    """Echoes its input with a word count, reporting progress as a real handler would.
+
+    Lenient on purpose (no `AiJob.of_job`): it stands in for whatever an application
+    sends to the queue until the application's own handler replaces it."""
+    task = job.data.get("task")
     payload = job.data.get("input") or {}
     text = str(payload.get("text", "")) if isinstance(payload, dict) else ""
-    await job.log(f"example handler for task {job.data.get('task')!r}; replace it")
+    await job.log(f"example handler for task {task!r}; replace it")
     await job.progress(50)
-    result = {"task": job.data.get("task"), "words": len(text.split()), "example": True}
+    result = {"task": task, "words": len(text.split()), "example": True}
     await job.progress(100)
     return result

@@ -60,8 +60,8 @@ def check_settings(settings: Settings) -> None:
 
 async def run_worker(settings: Settings, queues: list[str]) -> None:
     """One worker process: build the services, process `queues` until SIGTERM/SIGINT."""
-    from tenantry.app import build_services
     from tenantry.logs import configure_logging
+    from tenantry.wiring import build_services
 
     configure_logging(settings.log_level, settings.log_format)
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import DateTime, String, delete
@@ -48,13 +46,6 @@ class DashboardSession:
         return token is not None and hmac.compare_digest(token, self.csrf)
 
 
-RunDb = Callable[..., Awaitable[Any]]
-
-
-async def _run_directly(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    return await fn(*args)
-
-
 def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
@@ -64,26 +55,48 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class DashboardSessions:
-    """Issues, reads and revokes sessions. `run_db` is how it reaches the database (the
-    app passes the `database` circuit breaker's, so an outage answers 503 fast)."""
+class SessionRecords:
+    """The sessions table, by digest of the session id. The wiring puts it behind the
+    `database` circuit breaker, so an outage answers 503 fast."""
 
-    def __init__(
-        self,
-        db: Database,
-        secret_key: str,
-        admin_fingerprint: str,
-        run_db: RunDb = _run_directly,
-    ) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def store(self, digest: str) -> None:
+        now = utcnow()
+        async with self._db.session() as db:
+            # Bounded table: every login sweeps away the sessions that have expired.
+            await db.execute(delete(SessionRow).where(SessionRow.expires_at < now))
+            db.add(
+                SessionRow(
+                    id_digest=digest,
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=MAX_AGE_SECONDS),
+                )
+            )
+
+    async def is_live(self, digest: str) -> bool:
+        async with self._db.session() as db:
+            row = await db.get(SessionRow, digest)
+            return row is not None and _aware(row.expires_at) > utcnow()
+
+    async def delete(self, digest: str) -> None:
+        async with self._db.session() as db:
+            await db.execute(delete(SessionRow).where(SessionRow.id_digest == digest))
+
+
+class DashboardSessions:
+    """Issues, reads and revokes sessions."""
+
+    def __init__(self, records: SessionRecords, secret_key: str, admin_fingerprint: str) -> None:
+        self._records = records
         self._serializer = URLSafeTimedSerializer(secret_key, salt="tenantry-dashboard")
         self._fingerprint = admin_fingerprint
-        self._run_db = run_db
 
     async def issue(self) -> tuple[str, DashboardSession]:
         """A new session (its row stored) and the cookie that carries it."""
         session = DashboardSession(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(24))
-        await self._run_db(self._store, _digest(session.id))
+        await self._records.store(_digest(session.id))
         data = {"sid": session.id, "csrf": session.csrf, "key": self._fingerprint}
         return self._serializer.dumps(data), session
 
@@ -100,32 +113,10 @@ class DashboardSessions:
         sid, csrf = data.get("sid"), data.get("csrf")
         if not isinstance(sid, str) or not isinstance(csrf, str):
             return None
-        if not await self._run_db(self._is_live, _digest(sid)):
+        if not await self._records.is_live(_digest(sid)):
             return None
         return DashboardSession(id=sid, csrf=csrf)
 
     async def revoke(self, session: DashboardSession) -> None:
         """End the session everywhere: its cookie is refused from now on."""
-        await self._run_db(self._delete, _digest(session.id))
-
-    async def _store(self, digest: str) -> None:
-        now = utcnow()
-        async with self._db.session() as db:
-            # Bounded table: every login sweeps away the sessions that have expired.
-            await db.execute(delete(SessionRow).where(SessionRow.expires_at < now))
-            db.add(
-                SessionRow(
-                    id_digest=digest,
-                    created_at=now,
-                    expires_at=now + timedelta(seconds=MAX_AGE_SECONDS),
-                )
-            )
-
-    async def _is_live(self, digest: str) -> bool:
-        async with self._db.session() as db:
-            row = await db.get(SessionRow, digest)
-            return row is not None and _aware(row.expires_at) > utcnow()
-
-    async def _delete(self, digest: str) -> None:
-        async with self._db.session() as db:
-            await db.execute(delete(SessionRow).where(SessionRow.id_digest == digest))
+        await self._records.delete(_digest(session.id))

@@ -1,0 +1,331 @@
+"""Builds every service of one running Tenantry from settings, in dependency order.
+
+`build_services` is the one place that knows how the parts fit: each service is
+constructed with exactly what it needs, complete before anything uses it, and this
+module alone decides what goes behind which circuit breaker:
+
+| circuit    | what goes through it                                                |
+| ---------- | ------------------------------------------------------------------- |
+| `database` | API-key lookups, dashboard sessions, the flag store, /ready's ping  |
+| `redis`    | enqueueing a job (a job that cannot reach Redis waits in the outbox),|
+|            | /ready's ping                                                       |
+| `storage`  | every call to the object store (put, open, size, delete, sign, check)|
+
+Everything started here (workers, relays, refresh loops) is stopped by `stack`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+
+from tenantry import db as database
+from tenantry.auth import FailedAuthLimiter, KeyRecords, KeyStore, load_or_create_secret
+from tenantry.background import Background, every, until_done
+from tenantry.container import Services
+from tenantry.health import HealthCheck, HealthChecks
+from tenantry.jobs import queues as q
+from tenantry.jobs.backends import BullMQBackend, InProcessBackend, JobBackend
+from tenantry.jobs.outbox import JobOutbox
+from tenantry.jobs.registry import HandlerRegistry, declared
+from tenantry.jobs.service import (
+    JobService,
+    cleanup_cron,
+    load_handler_modules,
+    schedule_cleanup,
+)
+from tenantry.jobs.types import ai, cleanup, email, export, notification, report
+from tenantry.jobs.types.company_data import CompanyData
+from tenantry.metrics import Metrics
+from tenantry.queries import explain
+from tenantry.queries.explain_role import ensure_explain_role
+from tenantry.queries.schemas import health_details as query_health_details
+from tenantry.queries.service import QueryOptimizer, flag_gate
+from tenantry.resilience.breaker import Breaker, CircuitOpenError
+from tenantry.resilience.guard import guard
+from tenantry.resilience.registry import BreakerRegistry
+from tenantry.resilience.service import FlagService, ResilienceService, breaker_overrides
+from tenantry.resilience.stores.database import DatabaseFlagStore
+from tenantry.resilience.stores.failsafe import FailsafeStore
+from tenantry.resilience.stores.memoized import MemoizedStore
+from tenantry.resilience.sync import RedisSync
+from tenantry.sessions import DashboardSessions, SessionRecords
+from tenantry.settings import Settings, async_database_url
+from tenantry.storage.service import StorageService
+
+# Opening a download is guarded, not its streaming; an interrupted client upload is the
+# caller's error (a 400), so it never trips the circuit.
+STORAGE_GUARDED = ("put", "open", "size", "delete", "signed_url", "check")
+
+
+async def build_services(
+    settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None
+) -> Services:
+    metrics = metrics or Metrics()
+    db = await _database(settings, stack)
+    redis = _redis(settings, stack)
+    breakers = BreakerRegistry(metrics.registry, breaker_overrides(settings.circuit_breakers))
+    admin_token = secret(settings, settings.admin_token, "admin-token", "admin key")
+    secret_key = secret(settings, settings.secret_key, "secret-key", "")
+    records = guard(KeyRecords(db), breakers["database"], unavailable="the database")
+    keys = KeyStore(records, admin_token)
+    sessions = DashboardSessions(
+        guard(SessionRecords(db), breakers["database"], unavailable="the database"),
+        secret_key,
+        keys.admin_fingerprint,
+    )
+    # The flag service exists (empty) before the optimizer, whose replica gate asks it;
+    # the optimizer is started before the flags load, so it times their statements too.
+    memo, failsafe = flag_store_stack(db, breakers["database"])
+    flags = FlagService(memo, metrics.registry)
+    queries = _queries(settings, db, flags, stack)
+    resilience = await _resilience(settings, redis, breakers, flags, failsafe, stack)
+    storage = StorageService.from_settings(settings, db, secret_key)
+    storage.wrap_backends(lambda backend: guard(backend, breakers["storage"], STORAGE_GUARDED))
+    stack.push_async_callback(storage.close)
+    jobs = await _jobs(settings, db, breakers["redis"], stack)
+    _register_handlers(jobs, settings, storage, queries, secret_key)
+    await _start_jobs(jobs, settings, stack)
+    health = HealthChecks()
+    health.register("database", _guarded_check(breakers["database"], lambda: _ping(db)))
+    if redis is not None:
+        health.register("redis", _guarded_check(breakers["redis"], lambda: _ping_redis(redis)))
+    health.register("queries", lambda: _query_health(queries))
+    health.register("resilience", lambda: _resilience_health(resilience))
+    health.register("storage", storage.health)
+    health.register("jobs", jobs.health)
+    return Services(
+        settings=settings,
+        db=db,
+        redis=redis,
+        metrics=metrics,
+        health=health,
+        keys=keys,
+        auth_limiter=FailedAuthLimiter(settings.auth_failures_per_minute),
+        sessions=sessions,
+        secret_key=secret_key,
+        queries=queries,
+        resilience=resilience,
+        storage=storage,
+        jobs=jobs,
+    )
+
+
+def secret(settings: Settings, value: Any, filename: str, label: str) -> str:
+    """A configured secret, or one generated once into the data directory."""
+    if value is not None:
+        return str(value.get_secret_value())
+    generated, created = load_or_create_secret(settings.data_dir / filename)
+    if created and label:
+        # Printed once, on the run that generated it; afterwards it is only in the file.
+        print(f"Generated {label}: {generated}\n(stored in {settings.data_dir / filename})")
+    return generated
+
+
+def flag_store_stack(
+    db: database.Database, breaker: Breaker
+) -> tuple[MemoizedStore, FailsafeStore]:
+    """The flag store the service runs: Memoized(Failsafe(guard(Database)))."""
+    failsafe = FailsafeStore(guard(DatabaseFlagStore(db), breaker))
+    return MemoizedStore(failsafe), failsafe
+
+
+# --- one capability at a time ---------------------------------------------------------
+
+
+async def _database(settings: Settings, stack: AsyncExitStack) -> database.Database:
+    url = settings.effective_database_url
+    if settings.auto_migrate:
+        await asyncio.to_thread(database.upgrade, url)
+        await asyncio.to_thread(
+            ensure_explain_role, url, settings.explain_role, settings.explain_schema_list
+        )
+    db = database.Database(url)
+    stack.push_async_callback(db.dispose)
+    return db
+
+
+def _redis(settings: Settings, stack: AsyncExitStack) -> Redis | None:
+    if not settings.effective_redis_url:
+        return None
+    redis = Redis.from_url(settings.effective_redis_url)
+    stack.push_async_callback(redis.aclose)
+    return redis
+
+
+def _queries(
+    settings: Settings, db: database.Database, flags: FlagService, stack: AsyncExitStack
+) -> QueryOptimizer:
+    cache_redis: Redis | None = None
+    if settings.effective_redis_url:
+        # Its own client with short timeouts: a hung Redis must not hang a cached read.
+        cache_redis = Redis.from_url(
+            settings.effective_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        stack.push_async_callback(cache_redis.aclose)
+    explain_url = settings.explain_database_url
+    optimizer = QueryOptimizer(
+        db,
+        redis=cache_redis,
+        slow_query_ms=settings.slow_query_ms,
+        cache_ttl=settings.query_cache_ttl_seconds,
+        explain_timeout_ms=settings.query_explain_timeout_ms,
+        # With a login role of its own, EXPLAIN runs as that role and enters none.
+        explain_access=explain.ExplainAccess(
+            role=None if explain_url else settings.explain_role,
+            allowed_functions=settings.explain_allowed_function_set,
+        ),
+        explain_url=async_database_url(explain_url) if explain_url else None,
+        replica_urls=settings.replica_urls,
+        replica_gate=flag_gate(flags.is_enabled),  # `use-read-replicas`, per company
+        flush_seconds=settings.query_metrics_flush_seconds,
+    )
+    optimizer.start()
+    stack.push_async_callback(optimizer.close)
+    return optimizer
+
+
+async def _resilience(
+    settings: Settings,
+    redis: Redis | None,
+    breakers: BreakerRegistry,
+    flags: FlagService,
+    failsafe: FailsafeStore,
+    stack: AsyncExitStack,
+) -> ResilienceService:
+    await flags.refresh()
+    await flags.seed()
+    await flags.refresh()
+    resilience = ResilienceService(breakers, flags, failsafe=failsafe)
+    if redis is not None and settings.resilience_redis_sync:
+        sync = RedisSync(redis, breakers, flags.refresh)
+        await sync.start()
+        stack.push_async_callback(sync.stop)
+        flags.publish = sync.publish_flag_change
+        resilience.sync = sync
+    # A backstop for missed Redis messages, and the only propagation without Redis.
+    background = Background()
+    refresh = every(settings.flags_refresh_seconds, flags.refresh, name="periodic flag refresh")
+    background.start(refresh, "flag-refresh")
+    stack.push_async_callback(background.stop)
+    return resilience
+
+
+def job_backend(settings: Settings) -> JobBackend:
+    """BullMQ on Redis when queues are enabled and Redis is configured, else in-process."""
+    url = settings.effective_redis_url
+    if settings.enable_job_queues and url:
+        return BullMQBackend(url, prefix=settings.job_prefix, queues=q.QUEUE_NAMES)
+    return InProcessBackend(queues=q.QUEUE_NAMES)
+
+
+async def _jobs(
+    settings: Settings, db: database.Database, redis_breaker: Breaker, stack: AsyncExitStack
+) -> JobService:
+    backend = job_backend(settings)
+    if backend.durable:
+        # BullMQ behind the `redis` circuit, with the database outbox for Redis outages.
+        enqueue = guard(backend, redis_breaker, ("add",)).add
+        service = JobService(
+            settings, backend, HandlerRegistry(), outbox=JobOutbox(db), enqueue=enqueue
+        )
+    else:
+        service = JobService(settings, backend, HandlerRegistry())
+    stack.push_async_callback(service.close)
+    return service
+
+
+def _register_handlers(
+    jobs: JobService,
+    settings: Settings,
+    storage: StorageService,
+    queries: QueryOptimizer,
+    secret_key: str,
+) -> None:
+    """Tenantry's handlers, each with what it needs; then the application's, which win."""
+    registry = jobs.registry
+    company_data = CompanyData(storage, queries, settings.job_export_url_expires_seconds)
+    configured = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    registry.register(q.EMAIL, "*", email.SendEmail(email.Smtp.from_settings(settings)))
+    registry.register(
+        q.NOTIFICATION,
+        "*",
+        notification.DeliverWebhook(configured or secret_key, settings.webhook_timeout_seconds),
+    )
+    registry.register(q.EXPORT, "*", export.ExportData(company_data))
+    registry.register(q.REPORT, "*", report.GenerateReport(company_data))
+    registry.register(q.AI_PROCESSING, "*", ai.example_ai_task)
+    cleaner = cleanup.Cleanup(
+        jobs, storage, cleanup.temp_dir(settings), cleanup.CleanupAges.from_settings(settings)
+    )
+    registry.register(q.CLEANUP, "*", cleaner)
+    load_handler_modules(settings)
+    registry.update(declared)
+
+
+async def _start_jobs(jobs: JobService, settings: Settings, stack: AsyncExitStack) -> None:
+    """Without Redis the handlers run in this event loop. With Redis, what needs it (the
+    cleanup schedule, in-app workers, the outbox relay) starts in the background: the app
+    serves (and /ready reports Redis down) during an outage."""
+    cron = cleanup_cron(settings)
+    if not jobs.durable:
+        await schedule_cleanup(jobs, cron)
+        await jobs.start_workers()
+        stack.push_async_callback(jobs.stop_workers)
+        return
+    stack.push_async_callback(jobs.stop_workers)
+    background = Background()
+    scheduling = until_done(lambda: schedule_cleanup(jobs, cron), name="job queues")
+    background.start(scheduling, "cleanup-schedule")
+    if jobs.outbox is not None:
+        outbox, enqueue = jobs.outbox, jobs.enqueue
+        relaying = every(
+            settings.job_outbox_relay_seconds,
+            lambda: outbox.relay_all(enqueue),
+            name="outbox relay round",
+            now=True,
+        )
+        background.start(relaying, "outbox-relay")
+    if settings.job_workers_in_app:
+        background.start(until_done(jobs.start_workers, name="job workers"), "job-workers")
+    stack.push_async_callback(background.stop)
+
+
+# --- readiness checks ----------------------------------------------------------------
+
+
+def _guarded_check(breaker: Breaker, check: HealthCheck) -> HealthCheck:
+    """A dependency's ping through its breaker: an open circuit is reported as such,
+    and a failing ping counts towards opening it."""
+
+    async def guarded() -> dict[str, Any]:
+        try:
+            details = await breaker.call_async(check)
+        except CircuitOpenError as exc:
+            raise RuntimeError(f"circuit {breaker.name} is {exc.state.value}") from None
+        return {**(details or {}), "circuit": breaker.state.value}
+
+    return guarded
+
+
+async def _ping(db: database.Database) -> dict[str, Any]:
+    async with db.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return {"dialect": db.dialect}
+
+
+async def _ping_redis(redis: Redis) -> dict[str, Any]:
+    await redis.ping()  # type: ignore[misc]  # redis-py types ping as sync|async
+    return {}
+
+
+async def _query_health(queries: QueryOptimizer) -> dict[str, Any]:
+    return query_health_details(await queries.health())
+
+
+async def _resilience_health(resilience: ResilienceService) -> dict[str, Any]:
+    return resilience.health()
