@@ -26,7 +26,9 @@ from sqlalchemy import select
 from tenantry.db import ApiKey, Database, utcnow
 from tenantry.errors import Forbidden, InvalidInput, NotFound, TenantryError, Unauthorized
 
-COMPANY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# The one company-id rule; HTTP schemas use the same text (tenantry.schemas.CompanyId).
+COMPANY_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+COMPANY_ID_PATTERN = re.compile(COMPANY_ID_REGEX)
 _KEY_PATTERN = re.compile(r"^tnt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 
 

@@ -10,11 +10,9 @@ from pydantic import Field
 
 from tenantry.auth import KeyInfo
 from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
-from tenantry.schemas import ApiModel
+from tenantry.schemas import ApiModel, CompanyId
 
 router = APIRouter(tags=["keys"])
-
-CompanyIdField = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class KeyOut(ApiModel):
@@ -36,7 +34,7 @@ class KeyOut(ApiModel):
 
 
 class KeyCreate(ApiModel):
-    company_id: Annotated[str, CompanyIdField]
+    company_id: CompanyId
     name: str = Field("", max_length=100)
 
 

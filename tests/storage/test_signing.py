@@ -23,7 +23,9 @@ def test_a_signature_verifies_only_its_key_expiry_and_secret() -> None:
             UrlSigner(secret).verify(key, expires, signature, now=1_000)
 
 
-@pytest.mark.parametrize("expires", ["", "-1", "1e9", " 2000", "2000.0", "9" * 13])
+@pytest.mark.parametrize(
+    "expires", ["", "-1", "1e9", " 2000", "2000.0", "9" * 13, "\u00b9", "\u0662\u0660"]
+)
 def test_malformed_expiry_is_forbidden(expires: str) -> None:
     signer = UrlSigner("secret")
     with pytest.raises(Forbidden):

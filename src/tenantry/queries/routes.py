@@ -20,13 +20,9 @@ from tenantry.queries.schemas import (
     MetricsOut,
     StatisticsOut,
 )
+from tenantry.schemas import CompanyQuery
 
 router = APIRouter(prefix="/api/query-optimizer", tags=["queries"])
-
-CompanyQuery = Annotated[
-    str | None,
-    Query(alias="companyId", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
-]
 
 
 def _company(principal: Principal, requested: str | None) -> str | None:

@@ -218,7 +218,7 @@ class UploadForm:
 async def receive_upload(request: Request, storage: StorageService, company_id: str) -> StoredFile:
     """Parse a multipart upload and store its file for `company_id`, streaming it."""
     length = request.headers.get("content-length", "")
-    if length.isdigit():
+    if length.isascii() and length.isdigit():
         storage.check_size(max(0, int(length) - FORM_OVERHEAD))
     form = UploadForm(request, storage.max_upload_bytes)
     stored: StoredFile | None = None

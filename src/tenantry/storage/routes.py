@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from tenantry.auth import Principal
 from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
-from tenantry.schemas import ApiModel
+from tenantry.schemas import ApiModel, CompanyQuery
 from tenantry.storage.keys import parse_key
 from tenantry.storage.multipart import receive_upload
 from tenantry.storage.service import (
@@ -29,10 +29,6 @@ from tenantry.storage.service import (
 
 router = APIRouter(tags=["storage"])
 UPLOAD_PATH = "/api/storage/files"  # its body limit is MAX_UPLOAD_BYTES (app.py)
-
-CompanyQuery = Annotated[
-    str | None, Query(alias="companyId", max_length=64, description="Admin key only.")
-]
 
 
 class FileOut(ApiModel):

@@ -543,7 +543,7 @@ def _encode_cursor(record_id: int) -> str:
 def _decode_cursor(cursor: str) -> int:
     try:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if value.isdigit() and len(value) < 20:
+        if value.isascii() and value.isdigit() and len(value) < 20:
             return int(value)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

@@ -28,7 +28,8 @@ class UrlSigner:
 
     def verify(self, key: str, expires: str, signature: str, now: float | None = None) -> None:
         """Return if `signature` signs `key` until `expires` and that time is ahead; else 403."""
-        if not expires.isdigit() or len(expires) > 12:
+        # ASCII first: "¹".isdigit() is True, and int("¹") raises.
+        if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
             raise Forbidden("invalid signed URL", details={"field": "expires"})
         if len(signature) > 100:
             raise Forbidden("invalid signed URL", details={"field": "signature"})
