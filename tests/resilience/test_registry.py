@@ -177,3 +177,39 @@ async def test_guard_puts_an_objects_listed_methods_behind_a_breaker() -> None:
         await guarded.put("a")
     with pytest.raises(AttributeError, match="nope"):
         guard(backend, registry["storage"], ("nope",))
+
+
+async def test_guard_defaults_to_every_public_coroutine_method_and_can_answer_503() -> None:
+    from tenantry.errors import ServiceUnavailable
+    from tenantry.resilience.guard import guard
+
+    class Records:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def find(self, key: str) -> str:
+            self.calls += 1
+            raise OSError("connection refused")
+
+        async def missing(self, key: str) -> str:
+            raise NotFound(key)
+
+        async def _private(self) -> None:
+            raise OSError("not guarded")
+
+    registry = BreakerRegistry()
+    records = guard(Records(), registry["database"], unavailable="the database")
+    with pytest.raises(ServiceUnavailable, match="the database is unavailable") as error:
+        await records.find("a")
+    assert error.value.headers == {"Retry-After": "1"}
+    assert error.value.details == {"cause": "OSError"}
+    with pytest.raises(NotFound):  # an answer, passed on as it is
+        await records.missing("a")
+    with pytest.raises(OSError):  # private: not behind the breaker
+        await records._private()
+    for _ in range(5):
+        with pytest.raises(ServiceUnavailable):
+            await records.find("a")
+    assert registry["database"].state is State.OPEN
+    with pytest.raises(CircuitOpenError):
+        await records.find("a")
