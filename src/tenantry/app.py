@@ -23,6 +23,7 @@ from tenantry.settings import Settings, load_settings
 from tenantry.storage.multipart import FORM_OVERHEAD
 from tenantry.storage.routes import UPLOAD_PATH
 from tenantry.storage.routes import router as storage_router
+from tenantry.tenants.routes import router as tenants_router
 from tenantry.version import __version__
 from tenantry.wiring import build_services
 
@@ -77,5 +78,6 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastA
     app.include_router(queries_router)
     app.include_router(storage_router)
     app.include_router(jobs_router)
+    app.include_router(tenants_router)
     dashboard.install(app)
     return app

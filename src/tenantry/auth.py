@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from tenantry.db import ApiKey, Database, utcnow
+from tenantry.db import ApiKey, Database, ensure_company, utcnow
 from tenantry.errors import Forbidden, InvalidInput, NotFound, TenantryError, Unauthorized
 
 # The one company-id rule; HTTP schemas use the same text (tenantry.schemas.CompanyId).
@@ -112,6 +112,7 @@ class KeyRecords:
 
     async def add(self, row: ApiKey) -> None:
         async with self._db.session() as session:
+            await ensure_company(session, row.company_id)  # a key makes the company known
             session.add(row)
 
     async def list(self, company_id: str | None = None) -> list[KeyInfo]:

@@ -21,6 +21,7 @@ from tenantry.resilience.service import ResilienceService
 from tenantry.sessions import DashboardSessions
 from tenantry.settings import Settings
 from tenantry.storage.service import StorageService
+from tenantry.tenants.service import TenantService
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +39,4 @@ class Services:
     resilience: ResilienceService
     storage: StorageService
     jobs: JobService
+    tenants: TenantService

@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, String, event
+from sqlalchemy import BigInteger, DateTime, String, Text, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -64,6 +66,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+class CompanyRow(Base):
+    __tablename__ = "tenantry_companies"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    plan: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    limits: Mapped[str] = mapped_column(Text, default="{}")  # the overrides, JSON
+    # What the company's stored files add up to; kept with every stored and removed file.
+    storage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    storage_files: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+async def ensure_company(session: AsyncSession, company_id: str) -> None:
+    """The company's row, created if this is the first thing that refers to it."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(CompanyRow)
+        .values(id=company_id, limits="{}", storage_bytes=0, storage_files=0, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
 
 
 class Database:

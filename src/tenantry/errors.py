@@ -68,3 +68,9 @@ class ServiceUnavailable(TenantryError):
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
+
+
+class QuotaExceeded(TenantryError):
+    """A company is at one of its plan's limits; details name the limit, usage, allowed."""
+
+    status_code, code = 403, "QUOTA_EXCEEDED"

@@ -8,7 +8,7 @@ directory. `load_settings()` turns pydantic's validation errors into one
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
@@ -149,6 +149,22 @@ class Settings(BaseSettings):
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias="REDIS_PORT")
     redis_password: SecretStr | None = Field(None, validation_alias="REDIS_PASSWORD")
 
+    # --- tenants (plans, limits, quotas) -------------------------------------
+    default_plan: str = Field(
+        "free",
+        validation_alias="TENANTRY_DEFAULT_PLAN",
+        description="The plan of a company that has none set.",
+    )
+    plans: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        validation_alias="TENANTRY_PLANS",
+        description='JSON, e.g. {"free": {"limits": {"storageBytes": 1073741824}, '
+        '"queueWeight": 1}}: added to (or replacing) the built-in free, pro and enterprise.',
+    )
+    tenant_cache_seconds: float = Field(
+        5.0, ge=0, le=3600, validation_alias="TENANTRY_TENANT_CACHE_SECONDS"
+    )
+
     # --- resilience (circuit breakers, feature flags) ------------------------
     circuit_breakers: dict[str, dict[str, int | float | None]] = Field(
         default_factory=dict,
@@ -191,6 +207,21 @@ class Settings(BaseSettings):
         30.0, ge=0, validation_alias="JOB_SHUTDOWN_TIMEOUT_SECONDS"
     )
     job_workers_in_app: bool = Field(False, validation_alias="JOB_WORKERS_IN_APP")
+    # Fair scheduling across companies (jobs/fairness.py); false: plain BullMQ FIFO.
+    job_fair_scheduling: bool = Field(True, validation_alias="JOB_FAIR_SCHEDULING")
+    job_fair_dispatch_seconds: float = Field(
+        0.5, gt=0, le=60, validation_alias="JOB_FAIR_DISPATCH_SECONDS"
+    )
+    job_fair_wait_depth: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        validation_alias="JOB_FAIR_WAIT_DEPTH",
+        description="Jobs kept in BullMQ's wait list per queue; 0: twice the queue's concurrency.",
+    )
+    job_limits_cache_seconds: float = Field(
+        5.0, ge=0, le=3600, validation_alias="JOB_LIMITS_CACHE_SECONDS"
+    )
     job_outbox_relay_seconds: float = Field(
         1.0, gt=0, le=3600, validation_alias="JOB_OUTBOX_RELAY_SECONDS"
     )

@@ -54,8 +54,10 @@ from tenantry.resilience.stores.failsafe import FailsafeStore
 from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.resilience.sync import RedisSync
 from tenantry.sessions import DashboardSessions, SessionRecords
-from tenantry.settings import Settings, async_database_url
+from tenantry.settings import ConfigError, Settings, async_database_url
 from tenantry.storage.service import StorageService
+from tenantry.tenants.plans import configured_plans
+from tenantry.tenants.service import TenantService
 
 # Opening a download is guarded, not its streaming; an interrupted client upload is the
 # caller's error (a 400), so it never trips the circuit.
@@ -84,7 +86,8 @@ async def build_services(
     flags = FlagService(memo, metrics.registry)
     queries = _queries(settings, db, flags, stack)
     resilience = await _resilience(settings, redis, breakers, flags, failsafe, stack)
-    storage = StorageService.from_settings(settings, db, secret_key)
+    tenants = _tenants(settings, db)
+    storage = StorageService.from_settings(settings, db, secret_key, quota=tenants.quota)
     storage.wrap_backends(lambda backend: guard(backend, breakers["storage"], STORAGE_GUARDED))
     stack.push_async_callback(storage.close)
     jobs = await _jobs(settings, db, breakers["redis"], stack)
@@ -112,6 +115,7 @@ async def build_services(
         resilience=resilience,
         storage=storage,
         jobs=jobs,
+        tenants=tenants,
     )
 
 
@@ -215,6 +219,22 @@ async def _resilience(
     return resilience
 
 
+def _tenants(settings: Settings, db: database.Database) -> TenantService:
+    try:
+        plans = configured_plans(settings.plans, q.QUEUE_NAMES)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if settings.default_plan not in plans:
+        raise ConfigError(f"TENANTRY_DEFAULT_PLAN: no plan named {settings.default_plan!r}")
+    return TenantService(
+        db,
+        plans=plans,
+        default_plan=settings.default_plan,
+        cache_seconds=settings.tenant_cache_seconds,
+        queues=q.QUEUE_NAMES,
+    )
+
+
 def job_backend(settings: Settings) -> JobBackend:
     """BullMQ on Redis when queues are enabled and Redis is configured, else in-process."""
     url = settings.effective_redis_url
@@ -290,6 +310,12 @@ async def _start_jobs(jobs: JobService, settings: Settings, stack: AsyncExitStac
             now=True,
         )
         background.start(relaying, "outbox-relay")
+    if settings.job_fair_scheduling:
+        # Staged jobs reach BullMQ's `wait` even with no Tenantry worker (Node workers).
+        dispatching = every(
+            settings.job_fair_dispatch_seconds, jobs.dispatch_all, name="job dispatch", quiet=True
+        )
+        background.start(dispatching, "job-dispatch")
     if settings.job_workers_in_app:
         background.start(until_done(jobs.start_workers, name="job workers"), "job-workers")
     stack.push_async_callback(background.stop)

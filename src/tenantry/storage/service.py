@@ -22,7 +22,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import quote
 
 from sqlalchemy import func, select
@@ -59,6 +59,21 @@ _CONTENT_TYPE = re.compile(
 
 UploadSource = bytes | bytearray | memoryview | AsyncIterable[bytes] | Iterable[bytes] | IO[bytes]
 BackendWrapper = Callable[[StorageBackend], StorageBackend]
+
+
+class UploadReservation(Protocol):
+    """What one upload holds against its company's quota (tenantry.tenants.quota)."""
+
+    async def need(self, total: int) -> None: ...  # QuotaExceeded (403) when over
+    async def commit(self, size: int) -> None: ...
+    async def release(self) -> None: ...
+
+
+class UploadQuota(Protocol):
+    """The seam to per-company storage quotas: checked before a byte is stored."""
+
+    async def begin(self, company_id: str, size_hint: int = 0) -> UploadReservation: ...
+    async def removed(self, company_id: str, size: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +145,10 @@ class StorageService:
         max_upload_bytes: int,
         allowed_content_types: Iterable[str],
         cdn_base_url: str | None = None,
+        quota: UploadQuota | None = None,
     ) -> None:
         self.db = db
+        self.quota = quota
         self.provider = provider
         self.signer = signer
         self.max_upload_bytes = max_upload_bytes
@@ -143,7 +160,13 @@ class StorageService:
         self.records = RecordWriter(db)
 
     @classmethod
-    def from_settings(cls, settings: Settings, db: Database, secret_key: str) -> StorageService:
+    def from_settings(
+        cls,
+        settings: Settings,
+        db: Database,
+        secret_key: str,
+        quota: UploadQuota | None = None,
+    ) -> StorageService:
         signer = UrlSigner(secret_key)
         return cls(
             db,
@@ -153,6 +176,7 @@ class StorageService:
             max_upload_bytes=settings.max_upload_bytes,
             allowed_content_types=settings.storage_allowed_content_types.split(","),
             cdn_base_url=settings.cdn_base_url,
+            quota=quota,
         )
 
     # --- the seam: every byte in or out passes through one of these backends -------
@@ -225,13 +249,38 @@ class StorageService:
 
         Streams: memory stays bounded whatever the size. Raises 422 (bad category or
         filename), 415 (content type) or 413 (over MAX_UPLOAD_BYTES); on any failure
-        nothing is left behind, neither the object nor its record.
+        nothing is left behind, neither the object nor its record. With a quota, 403
+        QUOTA_EXCEEDED before the bytes over it are stored (it is reserved as they arrive).
         """
         key = str(new_key(company_id, category, filename))
         content_type = self.check_content_type(content_type)
-        if isinstance(data, bytes | bytearray | memoryview):
-            self.check_size(len(data))
-        meter = _Meter(self)
+        known = len(data) if isinstance(data, bytes | bytearray | memoryview) else 0
+        self.check_size(known)
+        reservation = await self.quota.begin(company_id, known) if self.quota else None
+        try:
+            stored = await self._store(
+                data, key, company_id, category, filename, content_type, is_public, reservation
+            )
+        except BaseException:
+            if reservation is not None:
+                await asyncio.shield(reservation.release())
+            raise
+        if reservation is not None:
+            await asyncio.shield(reservation.commit(stored.size))
+        return stored
+
+    async def _store(
+        self,
+        data: UploadSource,
+        key: str,
+        company_id: str,
+        category: str,
+        filename: str,
+        content_type: str,
+        is_public: bool,
+        reservation: UploadReservation | None,
+    ) -> StoredFile:
+        meter = _Meter(self, reservation)
         backend = self.backend
         with _provider_errors(backend.name):
             await backend.put(key, meter.measure(_chunks(data)), content_type)
@@ -271,6 +320,8 @@ class StorageService:
                 await self._backend(record.provider).delete(key)
             if record.migrated_to and record.migrated_to != record.provider:
                 await self._delete_copy(record.migrated_to, key)
+        if self.quota is not None:
+            await self.quota.removed(record.company_id, record.size)
 
     async def _delete_copy(self, provider: str, key: str) -> None:
         """Best effort: a migrated copy that cannot be removed must not block the delete."""
@@ -462,8 +513,9 @@ def _provider_errors(provider: str) -> Iterator[None]:
 class _Meter:
     """Counts and hashes an upload as it streams; stops it at the size limit."""
 
-    def __init__(self, service: StorageService) -> None:
+    def __init__(self, service: StorageService, reservation: UploadReservation | None) -> None:
         self._service = service
+        self._reservation = reservation
         self.size = 0
         self.sha256 = hashlib.sha256()
 
@@ -489,6 +541,8 @@ class _Meter:
                 continue
             self.size += len(chunk)
             self._service.check_size(self.size)
+            if self._reservation is not None:
+                await self._reservation.need(self.size)  # before the chunk is stored
             self.sha256.update(chunk)
             yield chunk
 

@@ -1,0 +1,1 @@
+"""Tenants: companies, plans, per-company limits and quotas, usage per company."""

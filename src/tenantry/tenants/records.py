@@ -1,0 +1,32 @@
+"""The tenants tables: plans, and the storage reservations of uploads under way (the
+companies table is one of Tenantry's core tables, in tenantry.db)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tenantry.db import Base, utcnow
+
+
+class PlanRow(Base):
+    __tablename__ = "tenantry_plans"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    limits: Mapped[str] = mapped_column(Text, default="{}")
+    queue_weight: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReservationRow(Base):
+    """Bytes (and one file) an upload under way holds against its company's quota; an
+    upload that dies leaves a row that stops counting when it expires."""
+
+    __tablename__ = "tenantry_storage_reservations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    company_id: Mapped[str] = mapped_column(String(64), index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

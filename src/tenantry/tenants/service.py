@@ -1,0 +1,252 @@
+"""`TenantService`: companies, their plans and limits, and what they use.
+
+    company = await tenants.company("acme")        # plan, effective limits, usage
+    await tenants.put_company("acme", plan="pro", limits={"storageBytes": 10 * 1024**3})
+    await tenants.put_plan("free", limits={"apiRequestsPerMinute": 600}, queue_weight=1)
+
+Plans come from the settings (the built-in free, pro and enterprise, or TENANTRY_PLANS)
+and may be redefined in the database (`PUT /api/plans/{plan}`); a company is on its
+plan (or TENANTRY_DEFAULT_PLAN) with its own overrides on top. A company exists once
+anything refers to it: a key, a file, a job, a `PUT`. Effective limits are cached
+in-process for a few seconds: a change reaches every process within that time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+
+from tenantry.auth import validate_company_id
+from tenantry.db import CompanyRow, Database, ensure_company, utcnow
+from tenantry.errors import InvalidInput, NotFound
+from tenantry.tenants.limits import QueueLimits
+from tenantry.tenants.plans import DEFAULT_PLANS, Limits, Plan, parse_limits, parse_weight
+from tenantry.tenants.plans import queue_limits as plan_queue_limits
+from tenantry.tenants.quota import StorageQuota
+from tenantry.tenants.records import PlanRow
+
+Sort = Literal["id", "storageBytes", "storageFiles"]
+PLAN_NAME_RULE = "1-64 letters, digits, '_', '-'"
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class StorageUsage:
+    bytes: int
+    files: int
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    id: str
+    plan: str
+    overrides: Limits
+    limits: Limits  # effective: the plan's, with the overrides on top
+    queue_weight: int
+    storage: StorageUsage
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyPage:
+    companies: list[Company]
+    next_cursor: str | None
+
+
+class TenantService:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        plans: Mapping[str, Plan] | None = None,
+        default_plan: str = "free",
+        cache_seconds: float = 5.0,
+        queues: Collection[str] | None = None,
+    ) -> None:
+        self.db = db
+        self.queues = queues  # the queue names a per-queue limit may name
+        self.configured_plans = dict(plans or DEFAULT_PLANS)
+        if default_plan not in self.configured_plans:
+            raise ValueError(f"the default plan {default_plan!r} is not defined")
+        self.default_plan = default_plan
+        self.cache_seconds = cache_seconds
+        self.quota = StorageQuota(db, self.limits)
+        self._cache: dict[str, tuple[float, Company]] = {}
+        self._plans: tuple[float, dict[str, Plan]] | None = None
+
+    # --- plans ---------------------------------------------------------------------
+    async def plans(self) -> dict[str, Plan]:
+        """Every plan: the configured ones, as redefined in the database."""
+        if self._plans is not None and time.monotonic() - self._plans[0] < self.cache_seconds:
+            return self._plans[1]
+        plans = dict(self.configured_plans)
+        async with self.db.session() as session:
+            for row in (await session.scalars(select(PlanRow))).all():
+                plans[row.name] = Plan(row.name, _stored_limits(row.limits), row.queue_weight)
+        self._plans = (time.monotonic(), plans)
+        return plans
+
+    async def plan(self, name: str) -> Plan:
+        found = (await self.plans()).get(name)
+        if found is None:
+            raise NotFound(f"no plan named {name!r}", details={"plan": name})
+        return found
+
+    async def put_plan(
+        self, name: str, *, limits: Mapping[str, Any] | None, queue_weight: Any = 1
+    ) -> Plan:
+        _check_plan_name(name)
+        plan = Plan(name, parse_limits(limits, queues=self.queues), parse_weight(queue_weight))
+        encoded = json.dumps(plan.limits.set_only())
+        async with self.db.session() as session:
+            row = await session.get(PlanRow, name)
+            if row is None:
+                session.add(
+                    PlanRow(
+                        name=name, limits=encoded, queue_weight=plan.queue_weight,
+                        updated_at=utcnow(),
+                    )
+                )  # fmt: skip
+            else:
+                row.limits, row.queue_weight, row.updated_at = encoded, plan.queue_weight, utcnow()
+        self._forget()
+        return plan
+
+    # --- companies -----------------------------------------------------------------
+    async def company(self, company_id: str) -> Company:
+        """A company's plan, effective limits and usage; 404 if nothing refers to it."""
+        validate_company_id(company_id)
+        async with self.db.session() as session:
+            row = await session.get(CompanyRow, company_id)
+        if row is None:
+            raise NotFound(f"no company {company_id!r}", details={"companyId": company_id})
+        return await self._company(row)
+
+    async def limits(self, company_id: str) -> Limits:
+        """The company's effective limits (cached for `cache_seconds`); the company is
+        recorded if this is the first time anything refers to it."""
+        cached = self._cache.get(company_id)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1].limits
+        async with self.db.session() as session:
+            await ensure_company(session, company_id)
+            row = await session.get(CompanyRow, company_id)
+        assert row is not None
+        company = await self._company(row)
+        if len(self._cache) > 100_000:  # bounded, whatever the number of companies
+            self._cache.clear()
+        self._cache[company_id] = (time.monotonic(), company)
+        return company.limits
+
+    async def queue_limits(self, company_id: str, queue: str) -> QueueLimits:
+        """For the job queues (tenantry.tenants.limits.QueueLimitSource)."""
+        await self.limits(company_id)
+        company = self._cache[company_id][1]
+        return plan_queue_limits(
+            Plan(company.plan, company.limits, company.queue_weight), company.limits, queue
+        )
+
+    async def put_company(
+        self, company_id: str, *, plan: str | None = None, limits: Mapping[str, Any] | None = None
+    ) -> Company:
+        """Set a company's plan (None: the default plan) and overrides (replacing them)."""
+        validate_company_id(company_id)
+        if plan is not None and plan not in await self.plans():
+            raise InvalidInput(f"unknown plan {plan!r}", details={"field": "plan", "value": plan})
+        overrides = json.dumps(parse_limits(limits, queues=self.queues).set_only())
+        async with self.db.session() as session:
+            await ensure_company(session, company_id)
+            await session.execute(
+                update(CompanyRow)
+                .where(CompanyRow.id == company_id)
+                .values(plan=plan, limits=overrides)
+            )
+            row = await session.get(CompanyRow, company_id)
+        self._cache.pop(company_id, None)
+        assert row is not None
+        return await self._company(row)
+
+    async def list_companies(
+        self, *, cursor: str | None = None, sort: Sort = "id", limit: int = 50
+    ) -> CompanyPage:
+        """A page of companies, by id or by storage used (largest first)."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be 1-{MAX_PAGE}", details={"field": "limit"})
+        query = select(CompanyRow)
+        after = _decode_cursor(cursor, sort) if cursor else None
+        if sort == "id":
+            query = query.order_by(CompanyRow.id)
+            if after is not None:
+                query = query.where(CompanyRow.id > after[1])
+        else:
+            column = (
+                CompanyRow.storage_bytes if sort == "storageBytes" else CompanyRow.storage_files
+            )
+            query = query.order_by(column.desc(), CompanyRow.id)
+            if after is not None:
+                value, last_id = int(after[0]), after[1]
+                query = query.where(
+                    (column < value) | ((column == value) & (CompanyRow.id > last_id))
+                )
+        async with self.db.session() as session:
+            rows = list((await session.scalars(query.limit(limit + 1))).all())
+        page = [await self._company(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            counts = {"storageBytes": last.storage_bytes, "storageFiles": last.storage_files}
+            next_cursor = _encode_cursor(sort, str(counts.get(sort, "")), last.id)
+        return CompanyPage(page, next_cursor)
+
+    # --- internals -----------------------------------------------------------------
+    async def _company(self, row: CompanyRow) -> Company:
+        plans = await self.plans()
+        plan = plans.get(row.plan or self.default_plan) or plans[self.default_plan]
+        overrides = _stored_limits(row.limits)
+        return Company(
+            id=row.id,
+            plan=plan.name,
+            overrides=overrides,
+            limits=overrides.over(plan.limits),
+            queue_weight=plan.queue_weight,
+            storage=StorageUsage(row.storage_bytes, row.storage_files),
+        )
+
+    def _forget(self) -> None:
+        self._plans = None
+        self._cache.clear()
+
+
+def _stored_limits(raw: str) -> Limits:
+    return parse_limits(json.loads(raw or "{}"))
+
+
+def _check_plan_name(name: str) -> None:
+    plain = name.replace("_", "").replace("-", "")
+    if not (1 <= len(name) <= 64 and name.isascii() and plain.isalnum()):
+        raise InvalidInput(f"plan: {PLAN_NAME_RULE}", details={"field": "plan"})
+
+
+def _encode_cursor(sort: str, value: str, last_id: str) -> str:
+    raw = json.dumps([sort, value, last_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, value, last_id = json.loads(raw)
+        well_formed = kind == sort and isinstance(value, str) and isinstance(last_id, str)
+        if well_formed and (sort == "id" or (value.isascii() and value.isdigit())):
+            return value, last_id
+    except (binascii.Error, ValueError, TypeError):
+        pass
+    raise InvalidInput(
+        "cursor is not one this API returned for this sort", details={"field": "cursor"}
+    )
