@@ -86,7 +86,7 @@ async def build_services(
     flags = FlagService(memo, metrics.registry)
     queries = _queries(settings, db, flags, stack)
     resilience = await _resilience(settings, redis, breakers, flags, failsafe, stack)
-    tenants = _tenants(settings, db)
+    tenants = _tenants(settings, db, redis)
     storage = StorageService.from_settings(settings, db, secret_key, quota=tenants.quota)
     storage.wrap_backends(lambda backend: guard(backend, breakers["storage"], STORAGE_GUARDED))
     stack.push_async_callback(storage.close)
@@ -219,7 +219,7 @@ async def _resilience(
     return resilience
 
 
-def _tenants(settings: Settings, db: database.Database) -> TenantService:
+def _tenants(settings: Settings, db: database.Database, redis: Redis | None) -> TenantService:
     try:
         plans = configured_plans(settings.plans, q.QUEUE_NAMES)
     except ValueError as exc:
@@ -232,6 +232,7 @@ def _tenants(settings: Settings, db: database.Database) -> TenantService:
         default_plan=settings.default_plan,
         cache_seconds=settings.tenant_cache_seconds,
         queues=q.QUEUE_NAMES,
+        redis=redis,  # API request counts, shared by every process
     )
 
 

@@ -21,6 +21,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from redis.asyncio import Redis
 from sqlalchemy import select, update
 
 from tenantry.auth import validate_company_id
@@ -30,6 +31,7 @@ from tenantry.tenants.limits import QueueLimits
 from tenantry.tenants.plans import DEFAULT_PLANS, Limits, Plan, parse_limits, parse_weight
 from tenantry.tenants.plans import queue_limits as plan_queue_limits
 from tenantry.tenants.quota import StorageQuota
+from tenantry.tenants.rate import RequestRate
 from tenantry.tenants.records import PlanRow
 
 Sort = Literal["id", "storageBytes", "storageFiles"]
@@ -68,6 +70,7 @@ class TenantService:
         default_plan: str = "free",
         cache_seconds: float = 5.0,
         queues: Collection[str] | None = None,
+        redis: Redis | None = None,
     ) -> None:
         self.db = db
         self.queues = queues  # the queue names a per-queue limit may name
@@ -77,6 +80,7 @@ class TenantService:
         self.default_plan = default_plan
         self.cache_seconds = cache_seconds
         self.quota = StorageQuota(db, self.limits)
+        self.rate = RequestRate(redis)
         self._cache: dict[str, tuple[float, Company]] = {}
         self._plans: tuple[float, dict[str, Plan]] | None = None
 
@@ -143,6 +147,11 @@ class TenantService:
             self._cache.clear()
         self._cache[company_id] = (time.monotonic(), company)
         return company.limits
+
+    async def admit_request(self, company_id: str) -> None:
+        """Count one API request of the company; 429 with Retry-After over its rate."""
+        limits = await self.limits(company_id)
+        await self.rate.hit(company_id, limits.api_requests_per_minute)
 
     async def queue_limits(self, company_id: str, queue: str) -> QueueLimits:
         """For the job queues (tenantry.tenants.limits.QueueLimitSource)."""
