@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     tenant_cache_seconds: float = Field(
         5.0, ge=0, le=3600, validation_alias="TENANTRY_TENANT_CACHE_SECONDS"
     )
+    usage_retention_hours: int = Field(
+        720, ge=24, le=24 * 3660, validation_alias="TENANTRY_USAGE_RETENTION_HOURS"
+    )
+    usage_flush_seconds: float = Field(
+        10.0, gt=0, le=3600, validation_alias="TENANTRY_USAGE_FLUSH_SECONDS"
+    )
 
     # --- resilience (circuit breakers, feature flags) ------------------------
     circuit_breakers: dict[str, dict[str, int | float | None]] = Field(

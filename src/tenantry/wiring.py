@@ -56,6 +56,7 @@ from tenantry.resilience.sync import RedisSync
 from tenantry.sessions import DashboardSessions, SessionRecords
 from tenantry.settings import ConfigError, Settings, async_database_url
 from tenantry.storage.service import StorageService
+from tenantry.tenants.metering import UsageMeter
 from tenantry.tenants.plans import configured_plans
 from tenantry.tenants.service import TenantService
 
@@ -86,7 +87,7 @@ async def build_services(
     flags = FlagService(memo, metrics.registry)
     queries = _queries(settings, db, flags, stack)
     resilience = await _resilience(settings, redis, breakers, flags, failsafe, stack)
-    tenants = _tenants(settings, db, redis)
+    tenants = _tenants(settings, db, redis, queries, stack)
     storage = StorageService.from_settings(settings, db, secret_key, quota=tenants.quota)
     storage.wrap_backends(lambda backend: guard(backend, breakers["storage"], STORAGE_GUARDED))
     stack.push_async_callback(storage.close)
@@ -219,15 +220,32 @@ async def _resilience(
     return resilience
 
 
-def _tenants(settings: Settings, db: database.Database, redis: Redis | None) -> TenantService:
+def _tenants(
+    settings: Settings,
+    db: database.Database,
+    redis: Redis | None,
+    queries: QueryOptimizer,
+    stack: AsyncExitStack,
+) -> TenantService:
     try:
         plans = configured_plans(settings.plans, q.QUEUE_NAMES)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if settings.default_plan not in plans:
         raise ConfigError(f"TENANTRY_DEFAULT_PLAN: no plan named {settings.default_plan!r}")
+    meter = UsageMeter(
+        db,
+        retention_hours=settings.usage_retention_hours,
+        query_sources=[queries.monitor.drain_company_totals],
+    )
+    stack.push_async_callback(meter.flush)  # what was counted since the last flush
+    background = Background()
+    flushing = every(settings.usage_flush_seconds, meter.flush, name="usage flush")
+    background.start(flushing, "usage-flush")
+    stack.push_async_callback(background.stop)
     return TenantService(
         db,
+        meter=meter,
         plans=plans,
         default_plan=settings.default_plan,
         cache_seconds=settings.tenant_cache_seconds,

@@ -125,6 +125,8 @@ class QueryMonitor:
         self.slow_log: deque[SlowQuery] = deque(maxlen=slow_log_size)
         self._unflushed_slow: list[SlowQuery] = []
         self._engines: list[Engine] = []
+        # Calls and seconds per company since the last drain (usage metering reads them).
+        self._per_company: dict[str, list[float]] = {}
 
     # --- attaching -----------------------------------------------------------
     def attach(self, engine: Engine | AsyncEngine) -> None:
@@ -203,6 +205,11 @@ class QueryMonitor:
             sketch.buckets[index] = sketch.buckets.get(index, 0) + 1
             sketch.count += 1
             calls = series.calls
+            totals = self._per_company.get(key[1])
+            if totals is None:
+                totals = self._per_company[key[1]] = [0, 0.0]
+            totals[0] += 1
+            totals[1] += elapsed
         if calls in _SAMPLE_AT:
             self._sample(shape_id, statement, parameters, executemany)
         if elapsed >= self.slow_seconds:
@@ -253,6 +260,16 @@ class QueryMonitor:
             info.plan = capture_plan(conn, statement, parameters) or "unavailable"
 
     # --- readers -------------------------------------------------------------
+    def drain_company_totals(self) -> dict[str, tuple[int, float]]:
+        """{company: (calls, milliseconds)} since the last drain, statements of no company
+        left out; for usage metering (tenantry.tenants.metering)."""
+        with self._lock:
+            drained, self._per_company = self._per_company, {}
+        drained.pop(NO_COMPANY, None)
+        return {
+            company: (int(calls), seconds * 1000) for company, (calls, seconds) in drained.items()
+        }
+
     def shape(self, shape_id: str) -> ShapeInfo | None:
         return self._shapes.get(shape_id)
 

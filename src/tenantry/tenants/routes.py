@@ -6,6 +6,7 @@ Admin key: every route. Company key: `GET /api/companies/{its own id}` only.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -15,6 +16,7 @@ from pydantic import ConfigDict, Field
 from tenantry.auth import COMPANY_ID_REGEX
 from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
 from tenantry.schemas import ApiModel
+from tenantry.tenants.metering import Usage
 from tenantry.tenants.plans import Limits, Plan
 from tenantry.tenants.service import Company
 
@@ -70,6 +72,33 @@ class CompanyOut(ApiModel):
         )
 
 
+class UsageFiguresOut(ApiModel):
+    api_requests: int
+    jobs_run: int
+    job_ms: float
+    query_calls: int
+    query_ms: float
+
+    @classmethod
+    def of(cls, usage: Usage) -> UsageFiguresOut:
+        return cls(
+            api_requests=usage.api_requests,
+            jobs_run=usage.jobs_run,
+            job_ms=round(usage.job_ms, 3),
+            query_calls=usage.query_calls,
+            query_ms=round(usage.query_ms, 3),
+        )
+
+
+class HourOut(UsageFiguresOut):
+    hour: datetime
+
+
+class CompanyDetailOut(CompanyOut):
+    last_24_hours: UsageFiguresOut = Field(description="Summed over every process.")
+    hourly: list[HourOut] = Field(description="The last 24 hours, oldest first.")
+
+
 class CompanyPageOut(ApiModel):
     companies: list[CompanyOut]
     next_cursor: str | None
@@ -104,22 +133,34 @@ async def list_companies(
     services: ServicesDep,
     _: AdminDep,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
-    sort: Literal["id", "storageBytes", "storageFiles"] = "id",
+    sort: Literal["id", "storageBytes", "storageFiles", "jobs", "queryTime", "apiRequests"] = "id",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CompanyPageOut:
-    """Every company, a page at a time, with its plan and usage (largest first by usage)."""
+    """Every company, a page at a time, with its plan and usage: by id, by storage (largest
+    first), or by the last 24 hours of jobs, query time or API requests (busiest first)."""
     page = await services.tenants.list_companies(cursor=cursor, sort=sort, limit=limit)
     return CompanyPageOut(
         companies=[CompanyOut.of(c) for c in page.companies], next_cursor=page.next_cursor
     )
 
 
-@router.get("/api/companies/{company_id}", response_model=CompanyOut)
+@router.get("/api/companies/{company_id}", response_model=CompanyDetailOut)
 async def get_company(
     company_id: CompanyPath, services: ServicesDep, principal: PrincipalDep
-) -> CompanyOut:
-    """A company's plan, effective limits and usage (the admin, or that company's key)."""
-    return CompanyOut.of(await services.tenants.company(principal.company_for(company_id)))
+) -> CompanyDetailOut:
+    """A company's plan, effective limits and usage, with its last 24 hours hour by hour
+    (the admin, or that company's key)."""
+    tenants = services.tenants
+    company = await tenants.company(principal.company_for(company_id))
+    hours = await tenants.meter.hours(company.id)
+    total = Usage()
+    for hour in hours:
+        total.add(hour.usage)
+    return CompanyDetailOut(
+        **CompanyOut.of(company).model_dump(),
+        last_24_hours=UsageFiguresOut.of(total),
+        hourly=[HourOut(hour=h.hour, **UsageFiguresOut.of(h.usage).model_dump()) for h in hours],
+    )
 
 
 @router.put("/api/companies/{company_id}", response_model=CompanyOut)

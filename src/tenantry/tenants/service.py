@@ -28,13 +28,14 @@ from tenantry.auth import validate_company_id
 from tenantry.db import CompanyRow, Database, ensure_company, utcnow
 from tenantry.errors import InvalidInput, NotFound
 from tenantry.tenants.limits import QueueLimits
+from tenantry.tenants.metering import UsageMeter, UsageSort
 from tenantry.tenants.plans import DEFAULT_PLANS, Limits, Plan, parse_limits, parse_weight
 from tenantry.tenants.plans import queue_limits as plan_queue_limits
 from tenantry.tenants.quota import StorageQuota
 from tenantry.tenants.rate import RequestRate
 from tenantry.tenants.records import PlanRow
 
-Sort = Literal["id", "storageBytes", "storageFiles"]
+Sort = Literal["id", "storageBytes", "storageFiles", "jobs", "queryTime", "apiRequests"]
 PLAN_NAME_RULE = "1-64 letters, digits, '_', '-'"
 MAX_PAGE = 200
 
@@ -71,6 +72,7 @@ class TenantService:
         cache_seconds: float = 5.0,
         queues: Collection[str] | None = None,
         redis: Redis | None = None,
+        meter: UsageMeter | None = None,
     ) -> None:
         self.db = db
         self.queues = queues  # the queue names a per-queue limit may name
@@ -81,6 +83,7 @@ class TenantService:
         self.cache_seconds = cache_seconds
         self.quota = StorageQuota(db, self.limits)
         self.rate = RequestRate(redis)
+        self.meter = meter or UsageMeter(db)
         self._cache: dict[str, tuple[float, Company]] = {}
         self._plans: tuple[float, dict[str, Plan]] | None = None
 
@@ -152,6 +155,7 @@ class TenantService:
         """Count one API request of the company; 429 with Retry-After over its rate."""
         limits = await self.limits(company_id)
         await self.rate.hit(company_id, limits.api_requests_per_minute)
+        self.meter.api_request(company_id)
 
     async def queue_limits(self, company_id: str, queue: str) -> QueueLimits:
         """For the job queues (tenantry.tenants.limits.QueueLimitSource)."""
@@ -187,6 +191,8 @@ class TenantService:
         """A page of companies, by id or by storage used (largest first)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be 1-{MAX_PAGE}", details={"field": "limit"})
+        if sort == "jobs" or sort == "queryTime" or sort == "apiRequests":
+            return await self._by_usage(sort, cursor, limit)
         query = select(CompanyRow)
         after = _decode_cursor(cursor, sort) if cursor else None
         if sort == "id":
@@ -212,6 +218,20 @@ class TenantService:
             counts = {"storageBytes": last.storage_bytes, "storageFiles": last.storage_files}
             next_cursor = _encode_cursor(sort, str(counts.get(sort, "")), last.id)
         return CompanyPage(page, next_cursor)
+
+    async def _by_usage(self, sort: UsageSort, cursor: str | None, limit: int) -> CompanyPage:
+        """Ranked by the last 24 hours of usage: companies that used nothing are left out."""
+        offset = int(_decode_cursor(cursor, sort)[0]) if cursor else 0
+        ranked = await self.meter.top(sort, limit=limit + 1, offset=offset)
+        async with self.db.session() as session:
+            ids = [r.company_id for r in ranked[:limit]]
+            rows = {
+                row.id: row
+                for row in (await session.scalars(select(CompanyRow).where(CompanyRow.id.in_(ids))))
+            }
+        page = [await self._company(rows[i]) for i in ids if i in rows]
+        more = len(ranked) > limit
+        return CompanyPage(page, _encode_cursor(sort, str(offset + limit), "") if more else None)
 
     # --- internals -----------------------------------------------------------------
     async def _company(self, row: CompanyRow) -> Company:
@@ -252,7 +272,8 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[str, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         kind, value, last_id = json.loads(raw)
         well_formed = kind == sort and isinstance(value, str) and isinstance(last_id, str)
-        if well_formed and (sort == "id" or (value.isascii() and value.isdigit())):
+        numeric = value.isascii() and value.isdigit() and len(value) <= 18
+        if well_formed and (sort == "id" or numeric):
             return value, last_id
     except (binascii.Error, ValueError, TypeError):
         pass

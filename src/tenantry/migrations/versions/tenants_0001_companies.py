@@ -1,5 +1,5 @@
 """Tenants: companies with their plan, overrides and storage counters; plans; the
-storage reservations of uploads under way.
+storage reservations of uploads under way; usage per company per hour.
 
 Revision ID: tenants_0001
 Revises: storage_0001
@@ -52,6 +52,17 @@ def upgrade() -> None:
         "tenantry_storage_reservations",
         ["expires_at"],
     )
+    op.create_table(
+        "tenantry_usage_hourly",
+        sa.Column("company_id", sa.String(64), primary_key=True),
+        sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("api_requests", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("jobs_run", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("job_ms", sa.Float, nullable=False, server_default="0"),
+        sa.Column("query_calls", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("query_ms", sa.Float, nullable=False, server_default="0"),
+    )
+    op.create_index("ix_tenantry_usage_hourly_hour", "tenantry_usage_hourly", ["hour"])
     # Companies that already have files start with their real usage.
     op.execute(
         "INSERT INTO tenantry_companies (id, limits, storage_bytes, storage_files, created_at) "
@@ -66,6 +77,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tenantry_usage_hourly_hour", "tenantry_usage_hourly")
+    op.drop_table("tenantry_usage_hourly")
     op.drop_table("tenantry_storage_reservations")
     op.drop_table("tenantry_plans")
     op.drop_index("ix_tenantry_companies_storage_bytes", "tenantry_companies")
