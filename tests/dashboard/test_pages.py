@@ -142,6 +142,8 @@ DASHBOARD_URLS = [
     "/admin/flags",
     "/admin/flags/vision-analysis",
     "/admin/storage",
+    "/admin/companies",
+    "/admin/companies?sort=jobs",
     "/admin/queues/email/jobs/missing",  # an error page
 ]
 INLINE = re.compile(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=|javascript:", re.I)
@@ -182,3 +184,26 @@ async def test_every_dashboard_response_forbids_framing_and_foreign_content(
     assert 'class="series-1"' in (await client.get("/admin")).text  # the charts drew legends
     assert_protected(await client.post("/admin/logout", data={"csrf": csrf}))
     assert "content-security-policy" not in (await client.get("/health")).headers
+
+
+async def test_company_lists_are_paged_largest_first(
+    client: AsyncClient, csrf: str, app: Any
+) -> None:
+    storage = app.state.services.storage
+    for index in range(30):
+        await storage.upload(
+            b"x" * (index + 1), company_id=f"co{index:02d}", category="documents", filename="f"
+        )
+    first = await client.get("/admin/storage")
+    rows = re.findall(r'<tr data-company="([^"]+)"', first.text)
+    assert rows == [f"co{i:02d}" for i in range(29, 4, -1)]  # 25, the largest first
+    link = re.search(r'href="(/admin/storage\?cursor=[^"]+)"', first.text)
+    assert link is not None
+    second = await client.get(link.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<tr data-company="([^"]+)"', second.text) == [
+        f"co{i:02d}" for i in range(4, -1, -1)
+    ]
+    assert "Next companies" not in second.text
+    companies = await client.get("/admin/companies")
+    assert len(re.findall(r'<tr data-company="', companies.text)) == 30
+    assert "co29" in companies.text.split('data-company="')[1]  # the largest first

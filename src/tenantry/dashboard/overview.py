@@ -62,7 +62,8 @@ async def overview(request: Request, services: ServicesDep, session: SessionDep)
     queues = await services.jobs.get_all_queue_stats()
     hour_ago = time.time() - 3600
     slow = [q for q in (await services.queries.metrics()).slow_queries if q.at >= hour_ago]
-    usage = await services.storage.usage_by_company()
+    totals = await services.tenants.storage_totals()
+    largest = (await services.tenants.list_companies(sort="storageBytes", limit=10)).companies
     history: History = request.app.state.dashboard_history
     return render(
         request,
@@ -74,12 +75,12 @@ async def overview(request: Request, services: ServicesDep, session: SessionDep)
         totals=_queue_totals(queues),
         open_circuits=_open_circuits(services),
         slow=slow,
-        storage_files=sum(u.total_files for u in usage),
-        storage_bytes=sum(u.total_size for u in usage),
+        storage_files=totals.files,
+        storage_bytes=totals.bytes,
         jobs_chart=line_chart(history.rates("completed", "failed"), history.labels()[1:]),
         latency_chart=line_chart(history.series("p95", "p99"), history.labels(), " ms"),
         storage_chart=bar_chart(
-            [(u.company_id, u.total_size / 1_048_576) for u in usage], "{:.1f} MB"
+            [(c.id, c.storage.bytes / 1_048_576) for c in largest], "{:.1f} MB"
         ),
     )
 

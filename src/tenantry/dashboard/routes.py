@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tenantry.dashboard import circuits, flags, overview, queries, queues, storage
+from tenantry.dashboard import circuits, companies, flags, overview, queries, queues, storage
 from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionsDep
 from tenantry.dashboard.headers import DashboardHeaders
 from tenantry.dashboard.history import History
@@ -100,7 +100,7 @@ def install(app: FastAPI) -> None:
     app.state.dashboard_history = History()
     app.add_middleware(DashboardHeaders)
     app.include_router(router)
-    for page in (overview, queues, queries, circuits, flags, storage):
+    for page in (overview, queues, queries, circuits, flags, storage, companies):
         app.include_router(page.router, include_in_schema=False)
     app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
 

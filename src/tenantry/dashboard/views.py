@@ -22,6 +22,7 @@ NAV = [
     ("circuits", "/admin/circuits", "Circuits"),
     ("flags", "/admin/flags", "Flags"),
     ("storage", "/admin/storage", "Storage"),
+    ("companies", "/admin/companies", "Companies"),
 ]
 
 

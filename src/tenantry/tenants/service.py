@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from tenantry.auth import validate_company_id
 from tenantry.db import CompanyRow, Database, ensure_company, utcnow
@@ -232,6 +232,17 @@ class TenantService:
         page = [await self._company(rows[i]) for i in ids if i in rows]
         more = len(ranked) > limit
         return CompanyPage(page, _encode_cursor(sort, str(offset + limit), "") if more else None)
+
+    async def storage_totals(self) -> StorageUsage:
+        """Every company's stored bytes and files, summed (from the counters: one row
+        per company, not one per file)."""
+        query = select(
+            func.coalesce(func.sum(CompanyRow.storage_bytes), 0),
+            func.coalesce(func.sum(CompanyRow.storage_files), 0),
+        )
+        async with self.db.session() as session:
+            total_bytes, total_files = (await session.execute(query)).one()
+        return StorageUsage(int(total_bytes), int(total_files))
 
     # --- internals -----------------------------------------------------------------
     async def _company(self, row: CompanyRow) -> Company:
