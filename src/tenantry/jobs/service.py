@@ -6,6 +6,12 @@
 Every job carries its company id in `data["companyId"]`; methods that take
 `company_id=` act only on that company's jobs (another company's job is "not
 found"), which is how a company key is confined on the HTTP API.
+
+Queues are fair across companies, within each company's limits (jobs/fairness.py):
+`limits=` is where a company's `QueueLimits` come from (the tenants service; default:
+every company weight 1, unlimited); `apply_limits(company_id)` pushes changed limits
+at once. A company's counts and lists read its own index of jobs, so they are exact
+and cost that company's jobs, whatever the queue's size.
 """
 
 from __future__ import annotations
@@ -31,13 +37,13 @@ from tenantry.jobs.backends import (
     REDIS_DOWN,
     ActiveJob,
     JobBackend,
-    JobCounts,
     JobRecord,
     PermanentJobError,
     QueueStats,
     ScheduleRecord,
     WorkerSettings,
 )
+from tenantry.jobs.fairness import FairSettings, LimitCache, Limits, LimitSource
 from tenantry.jobs.outbox import Enqueue, JobOutbox
 from tenantry.jobs.registry import HandlerRegistry, JobContext
 from tenantry.jobs.types import ai, cleanup, email, export, notification, report
@@ -50,9 +56,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 CLEANABLE_STATES = ("completed", "failed", "delayed", "waiting", "paused")
-# A company's view of a queue is filtered from the whole queue; bound the scan.
-_COMPANY_SCAN_CHUNK = 500
-_COMPANY_SCAN_LIMIT = 20_000
 
 
 @dataclass(slots=True)
@@ -115,6 +118,7 @@ class JobService:
         registry: HandlerRegistry | None = None,
         outbox: JobOutbox | None = None,
         enqueue: Enqueue | None = None,
+        limits: LimitSource | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -127,6 +131,8 @@ class JobService:
         # and `enqueue` (the backend's add behind the `redis` circuit) is how they get there.
         self.outbox = outbox
         self.enqueue: Enqueue = enqueue or backend.add
+        self.limits = LimitCache(limits, settings.job_limits_cache_seconds)
+        backend.configure_fairness(fair_settings(settings))
 
     @property
     def durable(self) -> bool:
@@ -186,12 +192,44 @@ class JobService:
         if backoff_ms is not None:
             overrides["backoff"] = {"type": "exponential", "delay": backoff_ms}
         options = self._options(queue, overrides)
+        await self._note_limits(queue, company_id)
         try:
             return await self.enqueue(queue, name, payload, options)
         except (*REDIS_DOWN, CircuitOpenError, CallTimeoutError):
             if self.outbox is None:
                 raise
             return await self.outbox.put(queue, name, payload, options)
+
+    async def _note_limits(self, queue: str, company_id: str) -> None:
+        """The company's limits where the dispatcher reads them (after a cache miss)."""
+        limits, fresh = await self.limits.get(company_id, queue)
+        if not fresh:
+            return
+        try:
+            await self.backend.set_company_limits(queue, company_id, limits)
+        except REDIS_DOWN:
+            self.limits.forget(company_id)  # written on the next enqueue that reaches Redis
+
+    @outage_is_503
+    async def set_company_limits(self, queue: str, company_id: str, limits: Limits) -> None:
+        """Apply `limits` to a company's jobs on `queue` now (what `apply_limits` writes)."""
+        q.check_queue(queue)
+        await self.backend.set_company_limits(queue, company_id, limits)
+
+    async def apply_limits(self, company_id: str) -> None:
+        """Re-read a company's limits from the limit source, on every queue, and apply them
+        at once (the tenants service calls this when a plan or override changes)."""
+        self.limits.forget(company_id)
+        if self.limits.source is None:
+            return
+        for queue in q.QUEUE_NAMES:
+            limits, _ = await self.limits.get(company_id, queue)
+            await self.set_company_limits(queue, company_id, limits)
+
+    async def dispatch_all(self) -> int:
+        """Hand staged jobs to the run lists now, on every queue (the background loop's
+        step: it feeds Node workers too); returns how many moved."""
+        return sum([await self.backend.dispatch(name) for name in q.QUEUE_NAMES])
 
     async def submit(self, request: JobRequest, company_id: str, **options: Any) -> str:
         """Enqueue a job type's request (`tenantry.jobs.types.*.request(...)`)."""
@@ -290,18 +328,7 @@ class JobService:
             )
         if company_id is None:
             return await self.backend.list_jobs(queue, state, start, end)
-        return [job async for job in self._company_jobs(queue, state, company_id)][start : end + 1]
-
-    async def _company_jobs(self, queue: str, state: str, company_id: str) -> Any:
-        for offset in range(0, _COMPANY_SCAN_LIMIT, _COMPANY_SCAN_CHUNK):
-            chunk = await self.backend.list_jobs(
-                queue, state, offset, offset + _COMPANY_SCAN_CHUNK - 1
-            )
-            for job in chunk:
-                if job.company_id == company_id:
-                    yield job
-            if len(chunk) < _COMPANY_SCAN_CHUNK:
-                return
+        return await self.backend.company_jobs(queue, state, start, end, company_id)
 
     @outage_is_503
     async def queue_stats(self, queue: str, company_id: str | None = None) -> QueueStats:
@@ -310,12 +337,7 @@ class JobService:
         if company_id is None:
             counts = await self.backend.counts(queue)
         else:
-            counts = JobCounts(
-                **{
-                    state: len([job async for job in self._company_jobs(queue, state, company_id)])
-                    for state in q.STATES
-                }
-            )
+            counts = await self.backend.company_counts(queue, company_id)
         return QueueStats.of(counts, paused)
 
     async def get_all_queue_stats(self, company_id: str | None = None) -> dict[str, QueueStats]:
@@ -482,6 +504,21 @@ def load_handler_modules(settings: Settings) -> None:
                 f"JOB_HANDLER_MODULES: cannot import {module!r}: {exc}",
                 details={"field": "JOB_HANDLER_MODULES", "value": module},
             ) from exc
+
+
+def fair_settings(settings: Settings) -> FairSettings:
+    """JOB_FAIR_*: fairness on or off, how deep BullMQ's `wait` is kept, a slot's grace."""
+    definitions = q.definitions(settings)
+    depth = {
+        name: settings.job_fair_wait_depth or 2 * definition.concurrency
+        for name, definition in definitions.items()
+    }
+    return FairSettings(
+        enabled=settings.job_fair_scheduling,
+        wait_depth=depth,
+        grace_ms=settings.job_lock_duration_ms,
+        dispatch_seconds=settings.job_fair_dispatch_seconds,
+    )
 
 
 def new_job_id() -> str:

@@ -414,6 +414,33 @@ async def check_stopping_lets_the_active_job_finish(backend: JobBackend) -> None
         assert status.state == "completed" and status.job.result == "finished"
 
 
+async def check_a_companys_views_are_exact(backend: JobBackend) -> None:
+    """A company's counts and lists hold exactly its own jobs, in every state,
+    however many jobs other companies have before and after them."""
+    async with _harness(backend) as jobs:
+        service = jobs.service
+        await service.pause("email")
+        for _ in range(120):
+            await service.add("email", "m", {}, "whale")
+        mine = [await service.add("email", "m", {"n": n}, "minnow") for n in range(3)]
+        for _ in range(20):
+            await service.add("email", "m", {}, "whale")
+        later = await service.add("email", "m", {}, "minnow", delay_ms=60_000)
+        stats = await service.queue_stats("email", company_id="minnow")
+        assert (stats.waiting, stats.delayed, stats.paused, stats.active) == (3, 1, 3, 0)
+        waiting = await service.list_jobs("email", "waiting", company_id="minnow")
+        assert [job.id for job in waiting] == mine
+        assert [job.id for job in await service.list_jobs("email", "paused", 2, 5, "minnow")] == (
+            mine[2:]
+        )
+        delayed = await service.list_jobs("email", "delayed", company_id="minnow")
+        assert [job.id for job in delayed] == [later]
+        assert await service.list_jobs("email", "waiting", company_id="nobody") == []
+        whale = await service.queue_stats("email", company_id="whale")
+        assert (whale.waiting, whale.delayed) == (140, 0)
+        assert (await service.queue_stats("email")).waiting == 143
+
+
 async def _raises(error: type[Exception], call: Awaitable[object]) -> None:
     # The suite runs outside pytest too, so no pytest.raises.
     try:
@@ -439,4 +466,5 @@ JOB_BACKEND_CHECKS: tuple[JobBackendCheck, ...] = (
     check_interval_schedules_and_replacing_a_schedule,
     check_a_job_id_makes_adding_idempotent,
     check_stopping_lets_the_active_job_finish,
+    check_a_companys_views_are_exact,
 )

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
+from tenantry.jobs.fairness import FairSettings, Limits
+
 
 class PermanentJobError(Exception):
     """Raised by a handler when retrying cannot help (bad input): the job fails at once."""
@@ -151,6 +153,46 @@ class JobBackend(ABC):
     @abstractmethod
     async def counts(self, queue: str) -> JobCounts:
         """Jobs per state: waiting, active, completed, failed, delayed, paused."""
+
+    # --- fairness and company views (jobs/fairness.py): defaults for other engines ---
+    def configure_fairness(self, settings: FairSettings) -> None:
+        """How to schedule across companies (JobService passes its settings). An engine
+        without fairness keeps its own order."""
+        return None
+
+    async def set_company_limits(self, queue: str, company_id: str, limits: Limits) -> None:
+        """Where the dispatcher reads a company's limits on a queue (none here: ignored)."""
+        return None
+
+    async def dispatch(self, queue: str) -> int:
+        """Hand staged jobs to the run list now (fair engines); returns how many moved."""
+        return 0
+
+    async def company_counts(self, queue: str, company_id: str) -> JobCounts:
+        """One company's jobs per state. This default scans the whole queue (exact, but
+        costing the queue's size); Tenantry's engines keep an index per company."""
+        counts = {
+            state: len(await self._scan_company(queue, state, company_id))
+            for state in ("waiting", "active", "completed", "failed", "delayed")
+        }
+        paused = await self.is_paused(queue)
+        return JobCounts(**counts, paused=counts["waiting"] if paused else 0)
+
+    async def company_jobs(
+        self, queue: str, state: str, start: int, end: int, company_id: str
+    ) -> list[JobRecord]:
+        """One company's jobs in one state, `start`..`end` of its own (default: a scan)."""
+        return (await self._scan_company(queue, state, company_id))[start : end + 1]
+
+    async def _scan_company(self, queue: str, state: str, company_id: str) -> list[JobRecord]:
+        found: list[JobRecord] = []
+        offset, chunk = 0, 1000
+        while True:
+            page = await self.list_jobs(queue, state, offset, offset + chunk - 1)
+            found += [job for job in page if job.company_id == company_id]
+            if len(page) < chunk:
+                return found
+            offset += chunk
 
     @abstractmethod
     async def retry(self, queue: str, job_id: str) -> None:

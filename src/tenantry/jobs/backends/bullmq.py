@@ -3,6 +3,9 @@
 Same keys and Lua scripts as Node BullMQ, so Node producers, workers and Bull Board
 share the queues. Durable: a job survives a crashed worker (its lock expires, the
 stalled-job check puts it back) and a restarted API.
+
+Fair across companies (tenantry/jobs/fairness.py): Tenantry's jobs are staged per
+company and dispatched into BullMQ's `wait` by the scripts in `bullmq_fair`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tenantry.errors import Conflict, NotFound
+from tenantry.jobs.backends import bullmq_fair
 from tenantry.jobs.backends.base import (
     JobBackend,
     JobCounts,
@@ -29,7 +33,9 @@ from tenantry.jobs.backends.base import (
     Processor,
     ScheduleRecord,
     WorkerSettings,
+    now_ms,
 )
+from tenantry.jobs.fairness import CompanyLimits, FairSettings, Limits
 
 log = logging.getLogger("tenantry.jobs")
 
@@ -80,6 +86,11 @@ _BULL_CLEAN_TYPES = {
 }
 
 
+# Options that take a job past the staging (BullMQ places it itself: delayed, prioritized...).
+_UNSTAGED_OPTIONS = ("delay", "priority", "lifo", "parent", "deduplication", "repeat", "de")
+# A company's index is read in chunks of this many ids (one script call each).
+COMPANY_CHUNK = 1000
+
 # How long a force-closed BullMQ worker gets to finish before its task is cancelled.
 _FORCE_CLOSE_SECONDS = 5.0
 
@@ -116,9 +127,67 @@ class BullMQBackend(JobBackend):
         }
         self._workers: list[Any] = []
         self._runs: list[asyncio.Task[Any]] = []
+        self.fair = FairSettings()
+        self._scripts = {name: bullmq_fair.register(q.client) for name, q in self._queues.items()}
+        self._kicks: dict[str, int] = {}
+        self._kicking: dict[str, asyncio.Task[Any]] = {}
+        self._dispatcher: asyncio.Task[Any] | None = None
 
     def _queue(self, name: str) -> Any:
         return self._queues[name]
+
+    def _key(self, queue: str, name: str = "") -> str:
+        return f"{self.prefix}:{queue}:{name}"
+
+    def configure_fairness(self, settings: FairSettings) -> None:
+        self.fair = settings
+
+    # --- fairness ------------------------------------------------------------
+    async def dispatch(self, queue: str) -> int:
+        if not self.fair.enabled:
+            return 0
+        script = self._scripts[queue]["dispatch"]
+        args = [self._key(queue), now_ms(), self.fair.depth(queue), self.fair.grace_ms]
+        return int(await script(keys=[], args=args))
+
+    async def set_company_limits(self, queue: str, company_id: str, limits: Limits) -> None:
+        client = self._queue(queue).client
+        plain = CompanyLimits.of(limits)
+        if plain.is_default:
+            await client.hdel(self._key(queue, "fair:limits"), company_id)
+        else:
+            await client.hset(self._key(queue, "fair:limits"), company_id, plain.encode())
+        await self.dispatch(queue)  # a raised limit lets held jobs go at once
+
+    def _kick(self, queue: str, every: int) -> None:
+        """After every `every` jobs this worker finished, top `wait` up (one at a time)."""
+        self._kicks[queue] = self._kicks.get(queue, 0) + 1
+        if self._kicks[queue] < every:
+            return
+        running = self._kicking.get(queue)
+        if running is not None and not running.done():
+            return
+        self._kicks[queue] = 0
+        self._kicking[queue] = asyncio.create_task(self._quiet_dispatch(queue))
+
+    async def _quiet_dispatch(self, queue: str) -> None:
+        try:
+            await self.dispatch(queue)
+        except Exception as exc:  # the background loop tries again soon
+            log.debug("dispatch on %s failed: %s", queue, exc)
+
+    async def _dispatch_loop(self, queues: list[str]) -> None:
+        while True:
+            for queue in queues:
+                await self._quiet_dispatch(queue)
+            await asyncio.sleep(self.fair.dispatch_seconds)
+
+    async def _release_slot(self, queue: str, job: Any) -> None:
+        company = job.data.get("companyId") if isinstance(job.data, dict) else None
+        if isinstance(company, str):
+            key = self._key(queue, f"fair:a:{company}")
+            with contextlib.suppress(Exception):  # the dispatcher drops it later anyway
+                await self._queue(queue).client.zrem(key, str(job.id))
 
     def _record(self, queue: str, job: Any, state: str) -> JobRecord:
         data = job.data if isinstance(job.data, dict) else {"value": job.data}
@@ -147,20 +216,111 @@ class BullMQBackend(JobBackend):
     async def add(
         self, queue: str, name: str, data: dict[str, Any], options: dict[str, Any]
     ) -> str:
-        job = await self._queue(queue).add(name, data, options)
-        return str(job.id)
+        company = data.get("companyId")
+        if not isinstance(company, str):
+            job = await self._queue(queue).add(name, data, options)
+            return str(job.id)
+        if any(options.get(option) for option in _UNSTAGED_OPTIONS):
+            # BullMQ places it (delayed, prioritized...); it joins the company's index.
+            job = await self._queue(queue).add(name, data, options)
+            index = self._key(queue, f"fair:i:{company}")
+            await self._queue(queue).client.zadd(index, {str(job.id): int(job.timestamp)})
+            return str(job.id)
+        from bullmq import Job
+
+        q = self._queue(queue)
+        job = Job(q, name, data, {**q.jobsOpts, **options})
+        packed_args, json_data, packed_opts = q.scripts.addJobArgs(job)
+        args = [
+            packed_args, json_data, packed_opts, job.timestamp, company,
+            "1" if self.fair.enabled else "0", self.fair.depth(queue), self.fair.grace_ms,
+        ]  # fmt: skip
+        return str(await self._scripts[queue]["add"](keys=[], args=args))
 
     async def get(self, queue: str, job_id: str) -> JobRecord | None:
         # State first: the data read after it is at least as new (never "completed"
         # without its result). An id in no state is no job: its key, if any, is another
-        # of the queue's (`bull:<queue>:meta`, a job's `:logs`), never read as a job.
+        # of the queue's (`bull:<queue>:meta`, a job's `:logs`), never read as a job;
+        # unless it is staged (waiting for its company's turn).
         state = await self._state(queue, job_id)
         if state == "unknown":
-            return None
+            if not await self._is_staged(queue, job_id):
+                return None
+            state = "waiting"
         job = await self._queue(queue).getJob(job_id)
         if job is None:
             return None
         return self._record(queue, job, state)
+
+    async def _is_staged(self, queue: str, job_id: str) -> bool:
+        key = self._key(queue, "fair:all")
+        return await self._queue(queue).client.zscore(key, job_id) is not None
+
+    async def _jobs_by_id(self, queue: str, ids: list[str]) -> dict[str, Any]:
+        from bullmq import Job
+
+        if not ids:
+            return {}
+        q = self._queue(queue)
+        async with q.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self._key(queue, job_id))
+            raws = await pipe.execute()
+        pairs = zip(ids, raws, strict=True)
+        return {job_id: Job.fromJSON(q, raw, job_id) for job_id, raw in pairs if raw}
+
+    async def _staged_ids(self, queue: str, start: int, end: int) -> list[str]:
+        if end < start:
+            return []
+        key = self._key(queue, "fair:all")
+        return [str(i) for i in await self._queue(queue).client.zrange(key, start, end)]
+
+    async def _company_states(self, queue: str, company_id: str, newest_first: bool) -> Any:
+        """(id, state) for each job of the company's index, chunk by chunk; prunes the gone."""
+        script = self._scripts[queue]["states"]
+        gone: list[str] = []
+        offset = 0
+        while True:
+            out = await script(
+                keys=[],
+                args=[self._key(queue), company_id, offset, COMPANY_CHUNK, int(newest_first)],
+            )
+            scanned = int(out[0])
+            for job_id, state in zip(out[1::2], out[2::2], strict=True):
+                if state:
+                    yield str(job_id), str(state)
+                else:
+                    gone.append(str(job_id))
+            if scanned < COMPANY_CHUNK:
+                break
+            offset += COMPANY_CHUNK
+        if gone:
+            await self._queue(queue).client.zrem(self._key(queue, f"fair:i:{company_id}"), *gone)
+
+    async def company_counts(self, queue: str, company_id: str) -> JobCounts:
+        counts = dict.fromkeys(("waiting", "active", "completed", "failed", "delayed"), 0)
+        async for _, state in self._company_states(queue, company_id, False):
+            if state in counts:
+                counts[state] += 1
+        paused = await self.is_paused(queue)
+        return JobCounts(**counts, paused=counts["waiting"] if paused else 0)
+
+    async def company_jobs(
+        self, queue: str, state: str, start: int, end: int, company_id: str
+    ) -> list[JobRecord]:
+        if state == "paused" and not await self.is_paused(queue):
+            return []
+        wanted = "waiting" if state == "paused" else state
+        newest_first = state in ("completed", "failed")
+        matched: list[str] = []
+        async for job_id, job_state in self._company_states(queue, company_id, newest_first):
+            if job_state == wanted:
+                matched.append(job_id)
+                if len(matched) > end:
+                    break
+        ids = matched[start : end + 1]
+        jobs = await self._jobs_by_id(queue, ids)
+        return [self._record(queue, jobs[i], state) for i in ids if i in jobs]
 
     async def logs(self, queue: str, job_id: str) -> list[str]:
         result = await self._queue(queue).getJobLogs(job_id)
@@ -172,14 +332,24 @@ class BullMQBackend(JobBackend):
             return []
         ascending = state not in ("completed", "failed")
         jobs = await q.getJobs([_BULL_TYPES[state]], start, end, ascending)
-        return [self._record(queue, job, state) for job in jobs]
+        records = [self._record(queue, job, state) for job in jobs]
+        if state in ("waiting", "paused") and len(records) < end - start + 1:
+            # After what is in `wait` (it runs first), the staged jobs, oldest first.
+            raw = await q.getJobCounts("waiting", "prioritized")
+            in_wait = int(raw["waiting"]) + int(raw["prioritized"])
+            first = max(start - in_wait, 0)
+            ids = await self._staged_ids(queue, first, end - in_wait)
+            staged = await self._jobs_by_id(queue, ids)
+            records += [self._record(queue, staged[i], state) for i in ids if i in staged]
+        return records
 
     async def counts(self, queue: str) -> JobCounts:
         q = self._queue(queue)
         raw = await q.getJobCounts(
             "waiting", "prioritized", "active", "completed", "failed", "delayed"
         )
-        waiting = int(raw["waiting"]) + int(raw["prioritized"])
+        staged = int(await q.client.zcard(self._key(queue, "fair:all")))
+        waiting = int(raw["waiting"]) + int(raw["prioritized"]) + staged
         paused = await q.isPaused()
         return JobCounts(
             waiting=waiting,
@@ -210,13 +380,22 @@ class BullMQBackend(JobBackend):
 
     async def resume(self, queue: str) -> None:
         await self._queue(queue).resume()
+        await self.dispatch(queue)
 
     async def is_paused(self, queue: str) -> bool:
         return bool(await self._queue(queue).isPaused())
 
     async def clean(self, queue: str, state: str, grace_ms: int, limit: int) -> list[str]:
         removed = await self._queue(queue).clean(grace_ms, limit, _BULL_CLEAN_TYPES[state])
-        return [str(job_id) for job_id in removed]
+        ids = [str(job_id) for job_id in removed]
+        if state in ("waiting", "paused") and (limit <= 0 or len(ids) < limit):
+            if state == "paused" and not await self.is_paused(queue):
+                return ids
+            left = 0 if limit <= 0 else limit - len(ids)
+            script = self._scripts[queue]["clean_staged"]
+            staged = await script(keys=[], args=[self._key(queue), now_ms() - grace_ms, left])
+            ids += [str(job_id) for job_id in staged]
+        return ids
 
     async def upsert_schedule(
         self,
@@ -268,20 +447,29 @@ class BullMQBackend(JobBackend):
     async def start_workers(self, processor: Processor, settings: WorkerSettings) -> None:
         from bullmq import UnrecoverableError, Worker
 
-        def processor_for(queue: str) -> Callable[[Any, str], Awaitable[Any]]:
+        def processor_for(queue: str, kick_every: int) -> Callable[[Any, str], Awaitable[Any]]:
             # Exactly two parameters: BullMQ passes an abort signal to a third.
             async def process(job: Any, _token: str) -> Any:
+                finished = True  # the job's last run: its company slot is given back
                 try:
                     return await processor(queue, _BullActiveJob(job))
                 except PermanentJobError as exc:
                     raise UnrecoverableError(str(exc)) from exc
+                except Exception:
+                    finished = int(job.attemptsMade) + 1 >= int(job.opts.get("attempts") or 1)
+                    raise
+                finally:
+                    if self.fair.enabled:
+                        if finished:
+                            await self._release_slot(queue, job)
+                        self._kick(queue, kick_every)
 
             return process
 
         for queue, concurrency in settings.concurrency.items():
             worker = Worker(
                 queue,
-                processor_for(queue),
+                processor_for(queue, max(1, concurrency // 2)),
                 {
                     "connection": self.redis_url,
                     "prefix": self.prefix,
@@ -307,8 +495,19 @@ class BullMQBackend(JobBackend):
         except BaseException:
             await self.stop_workers(0)  # nothing half-started is left behind
             raise
+        if self.fair.enabled:
+            # Workers top `wait` up as they finish jobs; this loop covers the rest (a
+            # queue resumed elsewhere, limits freeing up, Node workers on the queue).
+            queues = list(settings.concurrency)
+            self._dispatcher = asyncio.create_task(self._dispatch_loop(queues))
 
     async def stop_workers(self, grace_seconds: float) -> None:
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            dispatcher.cancel()
+            await asyncio.gather(dispatcher, return_exceptions=True)
+        kicking, self._kicking = list(self._kicking.values()), {}
+        await asyncio.gather(*kicking, return_exceptions=True)
         workers, self._workers = self._workers, []
         runs, self._runs = self._runs, []
         if not workers:

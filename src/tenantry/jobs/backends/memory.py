@@ -1,5 +1,9 @@
 """`InProcessBackend`: BullMQ's behaviour in the event loop of one process, for
 running without Redis. Same options and states; not durable: jobs live in memory.
+
+Fair across companies as the BullMQ backend is (tenantry/jobs/fairness.py): waiting
+jobs are kept per company and the next one to run is taken round robin by weight,
+skipping companies at their concurrency or rate limit.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ import contextlib
 import heapq
 import itertools
 import traceback
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +32,7 @@ from tenantry.jobs.backends.base import (
     WorkerSettings,
     now_ms,
 )
+from tenantry.jobs.fairness import UNLIMITED, CompanyLimits, FairSettings, Limits
 
 
 def backoff_delay(backoff: dict[str, Any] | None, attempts_made: int) -> int:
@@ -77,7 +83,16 @@ class _Schedule:
 @dataclass
 class _Queue:
     jobs: dict[str, _Job] = field(default_factory=dict)
-    waiting: list[str] = field(default_factory=list)  # FIFO: ids in arrival order
+    waiting: dict[str, None] = field(default_factory=dict)  # ids in arrival order
+    # Fair scheduling: each company's waiting ids, the round robin of companies with
+    # waiting jobs, the rest of a turn cut short, running jobs and recent starts.
+    staged: dict[str, deque[str]] = field(default_factory=dict)
+    ring: deque[str] = field(default_factory=deque)
+    credit: dict[str, int] = field(default_factory=dict)
+    active: Counter[str] = field(default_factory=Counter)
+    starts: dict[str, deque[int]] = field(default_factory=dict)
+    # Every job of a company (company views cost the company's jobs, not the queue's).
+    index: dict[str, dict[str, None]] = field(default_factory=dict)
     delayed: dict[str, int] = field(default_factory=dict)  # id -> due (epoch ms)
     paused: bool = False
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -130,6 +145,15 @@ class InProcessBackend(JobBackend):
         self._processor: Processor | None = None
         self._concurrency: dict[str, int] = {}
         self._closing = False
+        self.fair = FairSettings()
+        self._limits: dict[tuple[str, str], CompanyLimits] = {}
+
+    def configure_fairness(self, settings: FairSettings) -> None:
+        self.fair = settings
+
+    async def set_company_limits(self, queue: str, company_id: str, limits: Limits) -> None:
+        self._limits[(queue, company_id)] = CompanyLimits.of(limits)
+        self._q(queue).wake.set()
 
     # --- helpers -------------------------------------------------------------
     def _q(self, name: str) -> _Queue:
@@ -154,11 +178,83 @@ class InProcessBackend(JobBackend):
             delay_ms=job.delay_ms,
         )
 
-    def _make_waiting(self, q: _Queue, job: _Job) -> None:
+    @staticmethod
+    def _company(job: _Job) -> str:
+        company = job.data.get("companyId")
+        return company if isinstance(company, str) else ""
+
+    def _make_waiting(self, q: _Queue, job: _Job, front: bool = False) -> None:
         job.state = "waiting"
         q.delayed.pop(job.id, None)
-        q.waiting.append(job.id)
+        if front:
+            q.waiting = {job.id: None, **q.waiting}
+        else:
+            q.waiting[job.id] = None
+        if self.fair.enabled:
+            company = self._company(job)
+            staged = q.staged.get(company)
+            if staged is None:
+                staged = q.staged[company] = deque()
+                q.ring.append(company)
+            if front:
+                staged.appendleft(job.id)
+            else:
+                staged.append(job.id)
         q.wake.set()
+
+    def _unstage(self, q: _Queue, job: _Job) -> None:
+        company = self._company(job)
+        staged = q.staged.get(company)
+        if staged is None or job.id not in staged:
+            return
+        staged.remove(job.id)
+        if not staged:
+            self._drop_company(q, company)
+
+    def _drop_company(self, q: _Queue, company: str) -> None:
+        del q.staged[company]
+        q.credit.pop(company, None)
+        with contextlib.suppress(ValueError):
+            q.ring.remove(company)
+
+    def _next(self, queue: str, q: _Queue) -> tuple[str | None, int | None]:
+        """The next job to run (round robin by weight, within limits), or None and when
+        a rate-limited company may start again (epoch ms), if that is what holds it."""
+        if not self.fair.enabled:
+            return (next(iter(q.waiting)) if q.waiting else None), None
+        now = now_ms()
+        soonest: int | None = None
+        idle = 0
+        while q.ring and idle < len(q.ring):
+            company = q.ring[0]
+            limits = self._limits.get((queue, company), UNLIMITED)
+            blocked = limits.concurrency is not None and q.active[company] >= limits.concurrency
+            if limits.per_minute is not None and not blocked:
+                starts = q.starts.setdefault(company, deque())
+                while starts and starts[0] <= now - 60_000:
+                    starts.popleft()
+                if len(starts) >= limits.per_minute:
+                    blocked = True
+                    free_at = starts[0] + 60_000 if starts else now + 60_000
+                    soonest = free_at if soonest is None else min(soonest, free_at)
+            if blocked:
+                q.ring.rotate(-1)
+                idle += 1
+                continue
+            staged = q.staged[company]
+            job_id = staged.popleft()
+            credit = min(q.credit.get(company, limits.weight), limits.weight) - 1
+            if not staged:
+                self._drop_company(q, company)
+            elif credit > 0:
+                q.credit[company] = credit  # keeps its place for the rest of its turn
+            else:
+                q.credit.pop(company, None)
+                q.ring.rotate(-1)
+            if limits.per_minute is not None:
+                q.starts.setdefault(company, deque()).append(now)
+            return job_id, None
+        return None, soonest
 
     def _make_delayed(self, q: _Queue, job: _Job, delay_ms: int) -> None:
         job.state = "delayed"
@@ -183,7 +279,11 @@ class InProcessBackend(JobBackend):
         q.jobs.pop(job.id, None)
         q.delayed.pop(job.id, None)
         if job.id in q.waiting:
-            q.waiting.remove(job.id)
+            del q.waiting[job.id]
+            self._unstage(q, job)
+        index = q.index.get(self._company(job))
+        if index is not None:
+            index.pop(job.id, None)
 
     def _apply_retention(self, q: _Queue, state: str, keep: Any) -> None:
         if keep is True:
@@ -210,6 +310,7 @@ class InProcessBackend(JobBackend):
             return job_id
         job = _Job(job_id, name, data, dict(options), created_at=now_ms())
         q.jobs[job_id] = job
+        q.index.setdefault(self._company(job), {})[job_id] = None
         delay = int(options.get("delay") or 0)
         if delay > 0:
             self._make_delayed(q, job, delay)
@@ -229,6 +330,33 @@ class InProcessBackend(JobBackend):
         jobs = self._in_state(self._q(queue), state)
         stop = None if end < 0 else end + 1
         return [self._record(queue, job) for job in jobs[start:stop]]
+
+    def _company_in_state(self, q: _Queue, state: str, company_id: str) -> list[_Job]:
+        if state == "paused" and not q.paused:
+            return []
+        wanted = "waiting" if state == "paused" else state
+        ids = q.index.get(company_id, {})
+        jobs = [q.jobs[i] for i in ids if i in q.jobs and q.jobs[i].state == wanted]
+        if wanted in ("completed", "failed"):
+            jobs.sort(key=lambda job: job.finished_at or 0, reverse=True)
+        elif wanted == "delayed":
+            jobs.sort(key=lambda job: job.due_at)
+        return jobs
+
+    async def company_counts(self, queue: str, company_id: str) -> JobCounts:
+        q = self._q(queue)
+        counts = dict.fromkeys(("waiting", "active", "completed", "failed", "delayed"), 0)
+        for job_id in q.index.get(company_id, {}):
+            job = q.jobs.get(job_id)
+            if job is not None and job.state in counts:
+                counts[job.state] += 1
+        return JobCounts(**counts, paused=counts["waiting"] if q.paused else 0)
+
+    async def company_jobs(
+        self, queue: str, state: str, start: int, end: int, company_id: str
+    ) -> list[JobRecord]:
+        jobs = self._company_in_state(self._q(queue), state, company_id)
+        return [self._record(queue, job) for job in jobs[start : end + 1]]
 
     async def counts(self, queue: str) -> JobCounts:
         q = self._q(queue)
@@ -349,7 +477,16 @@ class InProcessBackend(JobBackend):
                 q.wake.clear()
                 await q.wake.wait()
                 continue
-            job = q.jobs[q.waiting.pop(0)]
+            job_id, free_at = self._next(queue, q)
+            if job_id is None:  # every company with waiting jobs is at a limit
+                q.wake.clear()
+                timeout = None if free_at is None else max(free_at - now_ms(), 1) / 1000
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(q.wake.wait(), timeout)
+                continue
+            del q.waiting[job_id]
+            job = q.jobs[job_id]
+            q.active[self._company(job)] += 1
             task = asyncio.create_task(self._run(queue, q, job))
             q.running.add(task)
             task.add_done_callback(q.finished)
@@ -357,12 +494,12 @@ class InProcessBackend(JobBackend):
     async def _run(self, queue: str, q: _Queue, job: _Job) -> None:
         assert self._processor is not None
         job.state, job.processed_at = "active", now_ms()
+        company = self._company(job)  # its slot was taken when it was picked (_dispatch)
         try:
             result = await self._processor(queue, _LocalActiveJob(job))
         except asyncio.CancelledError:
             # Stopped at shutdown: back to waiting, as a stalled BullMQ job would be.
-            job.state = "waiting"
-            q.waiting.insert(0, job.id)
+            self._make_waiting(q, job, front=True)
             raise
         except Exception as exc:
             self._failed(q, job, exc)
@@ -370,6 +507,10 @@ class InProcessBackend(JobBackend):
             job.attempts_made += 1
             job.state, job.result, job.finished_at = "completed", result, now_ms()
             self._apply_retention(q, "completed", job.options.get("removeOnComplete"))
+        finally:
+            q.active[company] -= 1
+            if q.active[company] <= 0:
+                del q.active[company]
 
     def _failed(self, q: _Queue, job: _Job, exc: Exception) -> None:
         job.attempts_made += 1
