@@ -11,7 +11,10 @@ reported as such; install them with `pip install -e '.[bench]'` (arq conflicts w
 bullmq's redis>=6 requirement; add it with `pip install --no-deps arq`).
 
 Worker shape per contestant (one process unless said otherwise):
-- tenantry: JobService on the BullMQ backend, the email queue, concurrency 10;
+- tenantry: JobService on the BullMQ backend, the email queue, concurrency 10, fair
+  scheduling across companies (the default); tenantry-fifo: the same with
+  JOB_FAIR_SCHEDULING=false (plain BullMQ FIFO), so the cost of fairness is the
+  "fair / FIFO" ratio printed at the end;
 - tenantry x2: `tenantry worker --queues email --processes 2` (two processes);
 - bullmq: bare `Queue.add` + `Worker(concurrency=10)`; and the same with the job
   options Tenantry sets (3 attempts, backoff, keep 1,000 completed jobs / 1 day), which
@@ -53,7 +56,7 @@ Timing = tuple[float, float]  # enqueue seconds, drain seconds
 # --------------------------------------------------------------------------- contestants
 
 
-async def run_tenantry(url: str, n: int) -> Timing:
+async def run_tenantry(url: str, n: int, fair: bool = True) -> Timing:
     from tenantry.jobs import BullMQBackend, HandlerRegistry, JobContext, JobService
     from tenantry.jobs.queues import QUEUE_NAMES
     from tenantry.settings import load_settings
@@ -71,7 +74,10 @@ async def run_tenantry(url: str, n: int) -> Timing:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(
-            data_dir=Path(tmp), redis_url=url, job_concurrency_email=CONCURRENCY
+            data_dir=Path(tmp),
+            redis_url=url,
+            job_concurrency_email=CONCURRENCY,
+            job_fair_scheduling=fair,
         )
         service = JobService(settings, BullMQBackend(url, "bull", QUEUE_NAMES), registry)
         started = time.perf_counter()
@@ -85,6 +91,10 @@ async def run_tenantry(url: str, n: int) -> Timing:
         await service.stop_workers(5)
         await service.close()
     return enqueued, drained
+
+
+async def run_tenantry_fifo(url: str, n: int) -> Timing:
+    return await run_tenantry(url, n, fair=False)
 
 
 async def run_tenantry_processes(url: str, n: int, processes: int = 2) -> Timing:
@@ -324,6 +334,7 @@ def run_rq(url: str, n: int) -> Timing:
 
 CONTESTANTS: dict[str, tuple[str, Callable[[str, int], Timing | Awaitable[Timing]]]] = {
     "tenantry": ("Tenantry (1 process)", run_tenantry),
+    "tenantry-fifo": ("Tenantry FIFO (1 process)", run_tenantry_fifo),
     "tenantry-2p": ("Tenantry (--processes 2)", run_tenantry_processes),
     "bullmq": ("bullmq (bare)", run_bullmq),
     "bullmq-options": ("bullmq (Tenantry's options)", run_bullmq_same_options),
@@ -418,6 +429,9 @@ def main() -> None:
         drain_rate = args.jobs / result["drain"]
         ratio = f"{bare / result['drain']:.2f}x" if bare else "-"
         print(f"{label:<30}{enqueue_rate:>11,.0f}{drain_rate:>10,.0f}{ratio:>17}")
+    fair, fifo = results.get("tenantry", {}), results.get("tenantry-fifo", {})
+    if "drain" in fair and "drain" in fifo:
+        print(f"\nfairness cost: drain fair / FIFO = {fifo['drain'] / fair['drain']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,60 @@ async def test_node_runs_tenantrys_jobs_and_tenantry_runs_nodes(
         assert done.job.result == "python was here"
         assert done.job.attempts == 2
         assert ran == [{"company": "acme", "companyId": "acme", "n": 7}]
+        # Fair scheduling leaves Node's job alone (it went straight into `wait`): found by
+        # id, the company's own included; not in the company's index, so not in its lists.
+        assert (await service.get_job_status("report", node_job, "acme")).state == "completed"
+        listed = await service.list_jobs("report", "completed", company_id="acme")
+        assert node_job not in [job.id for job in listed]
     finally:
         await service.stop_workers(5)
+        await service.close()
+
+
+NODE_WORKER = """
+const { Worker } = require('bullmq');
+const connection = JSON.parse(process.argv[2]);
+const expected = Number(process.argv[3]);
+(async () => {
+  let done = 0;
+  const worker = new Worker('ai-processing', async (job) => job.data.companyId,
+    { connection, prefix: 'bull', concurrency: 2 });
+  await new Promise((resolve) => worker.on('completed', () => {
+    if (++done === expected) resolve();
+  }));
+  await worker.close();
+})().catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+async def test_a_node_worker_is_fed_staged_jobs_by_the_dispatcher(
+    node: str, redis_url: str, tmp_path: Path
+) -> None:
+    # More jobs than `wait` is kept deep (6 on ai-processing): the rest stay staged
+    # until the dispatch loop (what the wiring runs in the background) moves them.
+    service = JobService(job_settings(tmp_path), BullMQBackend(redis_url, "bull", QUEUE_NAMES))
+    ids = [await service.add("ai-processing", "t", {}, "acme") for _ in range(15)]
+    parts = urlsplit(redis_url)
+    connection = {"host": parts.hostname, "port": parts.port, "db": int(parts.path[1:])}
+    script = tmp_path / "worker.js"
+    script.write_text(NODE_WORKER)
+
+    async def dispatch_loop() -> None:
+        while True:
+            await service.dispatch_all()
+            await asyncio.sleep(0.1)
+
+    loop = asyncio.create_task(dispatch_loop())
+    try:
+        process = await asyncio.create_subprocess_exec(
+            node, str(script), json.dumps(connection), str(len(ids)),
+            env={**os.environ, "NODE_PATH": str(NODE_MODULES)}, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        for job_id in ids:
+            assert (await service.get_job_status("ai-processing", job_id)).state == "completed"
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
         await service.close()
