@@ -91,7 +91,8 @@ async def build_services(
     storage = StorageService.from_settings(settings, db, secret_key, quota=tenants.quota)
     storage.wrap_backends(lambda backend: guard(backend, breakers["storage"], STORAGE_GUARDED))
     stack.push_async_callback(storage.close)
-    jobs = await _jobs(settings, db, breakers["redis"], stack)
+    jobs = await _jobs(settings, db, breakers["redis"], tenants, stack)
+    tenants.listen(jobs.apply_limits)  # a company's new limits reach its queues at once
     _register_handlers(jobs, settings, storage, queries, secret_key)
     await _start_jobs(jobs, settings, stack)
     health = HealthChecks()
@@ -263,17 +264,28 @@ def job_backend(settings: Settings) -> JobBackend:
 
 
 async def _jobs(
-    settings: Settings, db: database.Database, redis_breaker: Breaker, stack: AsyncExitStack
+    settings: Settings,
+    db: database.Database,
+    redis_breaker: Breaker,
+    tenants: TenantService,
+    stack: AsyncExitStack,
 ) -> JobService:
     backend = job_backend(settings)
+    # Each company's share of a queue (weight, concurrency, rate) comes from its plan.
+    per_company: dict[str, Any] = {"limits": tenants, "on_job_run": tenants.meter.job_run}
     if backend.durable:
         # BullMQ behind the `redis` circuit, with the database outbox for Redis outages.
         enqueue = guard(backend, redis_breaker, ("add",)).add
         service = JobService(
-            settings, backend, HandlerRegistry(), outbox=JobOutbox(db), enqueue=enqueue
+            settings,
+            backend,
+            HandlerRegistry(),
+            outbox=JobOutbox(db),
+            enqueue=enqueue,
+            **per_company,
         )
     else:
-        service = JobService(settings, backend, HandlerRegistry())
+        service = JobService(settings, backend, HandlerRegistry(), **per_company)
     stack.push_async_callback(service.close)
     return service
 

@@ -20,6 +20,7 @@ import functools
 import importlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -119,8 +120,11 @@ class JobService:
         outbox: JobOutbox | None = None,
         enqueue: Enqueue | None = None,
         limits: LimitSource | None = None,
+        on_job_run: Callable[[str, float], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Told (company, milliseconds) after each job runs, however it ends: usage metering.
+        self.on_job_run = on_job_run
         self.backend = backend
         # The handlers this service runs: the wiring's (Tenantry's and the app's), or a
         # caller's own; never a global one.
@@ -472,6 +476,7 @@ class JobService:
         if not isinstance(company_id, str):
             raise PermanentJobError("job data has no companyId")
         context = JobContext(queue, job, company_id, self.settings)
+        started = time.perf_counter()
         with company_scope(company_id):
             try:
                 return await handler(context)
@@ -481,6 +486,9 @@ class JobService:
                     queue, job.id, job.name, company_id, context.attempt, exc,
                 )  # fmt: skip
                 raise
+            finally:
+                if self.on_job_run is not None:
+                    self.on_job_run(company_id, (time.perf_counter() - started) * 1000)
 
     @outage_is_503
     async def health(self) -> dict[str, Any]:

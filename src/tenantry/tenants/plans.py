@@ -84,7 +84,7 @@ DEFAULT_PLANS: dict[str, Plan] = {
             storage_files=10_000,
             api_requests_per_minute=1200,
             jobs_per_minute={"email": 100},
-            job_concurrency={"report": 2, "export": 2, "ai-processing": 2},
+            job_concurrency={"report": 2, "export": 2},
         ),
         queue_weight=1,
     ),

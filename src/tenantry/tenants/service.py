@@ -16,8 +16,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,6 +36,7 @@ from tenantry.tenants.quota import StorageQuota
 from tenantry.tenants.rate import RequestRate
 from tenantry.tenants.records import PlanRow
 
+log = logging.getLogger("tenantry.tenants")
 Sort = Literal["id", "storageBytes", "storageFiles", "jobs", "queryTime", "apiRequests"]
 PLAN_NAME_RULE = "1-64 letters, digits, '_', '-'"
 MAX_PAGE = 200
@@ -85,7 +87,13 @@ class TenantService:
         self.rate = RequestRate(redis)
         self.meter = meter or UsageMeter(db)
         self._cache: dict[str, tuple[float, Company]] = {}
+        self._listeners: list[Callable[[str], Awaitable[None]]] = []
         self._plans: tuple[float, dict[str, Plan]] | None = None
+
+    def listen(self, on_change: Callable[[str], Awaitable[None]]) -> None:
+        """Call `on_change(company_id)` after a company's plan or limits are set (the job
+        queues apply them at once; a plan's change reaches them at the next enqueue)."""
+        self._listeners.append(on_change)
 
     # --- plans ---------------------------------------------------------------------
     async def plans(self) -> dict[str, Plan]:
@@ -183,6 +191,11 @@ class TenantService:
             row = await session.get(CompanyRow, company_id)
         self._cache.pop(company_id, None)
         assert row is not None
+        for on_change in self._listeners:
+            try:
+                await on_change(company_id)
+            except Exception as exc:  # stored already; the queues read it at the next enqueue
+                log.warning("new limits of %s not pushed to the queues: %s", company_id, exc)
         return await self._company(row)
 
     async def list_companies(
