@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     usage_retention_hours: int = Field(
         720, ge=24, le=24 * 3660, validation_alias="TENANTRY_USAGE_RETENTION_HOURS"
     )
+    metrics_top_companies: int = Field(
+        20, ge=0, le=1000, validation_alias="TENANTRY_METRICS_TOP_COMPANIES"
+    )
     usage_flush_seconds: float = Field(
         10.0, gt=0, le=3600, validation_alias="TENANTRY_USAGE_FLUSH_SECONDS"
     )

@@ -56,6 +56,7 @@ from tenantry.resilience.sync import RedisSync
 from tenantry.sessions import DashboardSessions, SessionRecords
 from tenantry.settings import ConfigError, Settings, async_database_url
 from tenantry.storage.service import StorageService
+from tenantry.tenants import prometheus as top_companies
 from tenantry.tenants.metering import UsageMeter
 from tenantry.tenants.plans import configured_plans
 from tenantry.tenants.service import TenantService
@@ -88,6 +89,7 @@ async def build_services(
     queries = _queries(settings, db, flags, stack)
     resilience = await _resilience(settings, redis, breakers, flags, failsafe, stack)
     tenants = _tenants(settings, db, redis, queries, stack)
+    top_companies.register(metrics.registry, tenants.meter, settings.metrics_top_companies)
     storage = StorageService.from_settings(settings, db, secret_key, quota=tenants.quota)
     storage.wrap_backends(lambda backend: guard(backend, breakers["storage"], STORAGE_GUARDED))
     stack.push_async_callback(storage.close)

@@ -79,3 +79,32 @@ async def test_old_usage_is_removed_after_the_retention_period(app: Any) -> None
     await meter.flush()
     hours = await meter.hours("acme", hours=48)
     assert [h.usage.api_requests for h in hours] == [7]
+
+
+async def test_prometheus_names_the_top_companies_and_sums_the_rest(
+    settings_factory: Any,
+) -> None:
+    from asgi_lifespan import LifespanManager
+    from httpx import ASGITransport
+
+    from tenantry.app import create_app
+
+    app = create_app(settings_factory(metrics_top_companies=2))
+    async with LifespanManager(app):
+        meter = app.state.services.tenants.meter
+        for company, requests in [("acme", 5), ("globex", 3), ("initech", 2), ("umbrella", 1)]:
+            for _ in range(requests):
+                meter.api_request(company)
+        await meter.flush()
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+            text_ = (await http.get("/metrics", headers=ADMIN)).text
+    lines = [
+        line for line in text_.splitlines() if line.startswith("tenantry_company_api_requests")
+    ]
+    assert sorted(lines) == sorted(
+        [
+            'tenantry_company_api_requests{company="acme"} 5.0',
+            'tenantry_company_api_requests{company="globex"} 3.0',
+            'tenantry_company_api_requests{company="other"} 3.0',
+        ]
+    )

@@ -73,6 +73,7 @@ class UsageMeter:
         self.query_sources = list(query_sources)
         self.max_companies = max_companies
         self._pending: dict[tuple[str, datetime], Usage] = {}
+        self._totals: dict[str, Usage] = {}  # since start, for Prometheus (prometheus.py)
 
     # --- counting (hot path: no I/O) -------------------------------------------------
     def api_request(self, company_id: str) -> None:
@@ -103,6 +104,13 @@ class UsageMeter:
                 usage.query_calls += calls
                 usage.query_ms += ms
         pending, self._pending = self._pending, {}
+        for (company, _), usage in pending.items():
+            total = self._totals.get(company)
+            if total is None:
+                if len(self._totals) >= self.max_companies:
+                    company = "other"
+                total = self._totals.setdefault(company, Usage())
+            total.add(usage)
         if pending:
             try:
                 await self._write(pending)
@@ -130,6 +138,10 @@ class UsageMeter:
             await session.execute(statement, rows)
 
     # --- reading -------------------------------------------------------------------
+    def totals(self) -> dict[str, Usage]:
+        """This process's figures per company since it started (as of the last flush)."""
+        return dict(self._totals)
+
     async def hours(self, company_id: str, hours: int = 24) -> list[HourUsage]:
         """The company's hourly figures, oldest first, for the last `hours` hours."""
         since = this_hour() - timedelta(hours=hours - 1)
