@@ -76,7 +76,7 @@ def fill_files(url: str, files: int, companies: int) -> None:
                 " content_type, checksum, is_public, provider, created_at) "
                 "SELECT 'companies/' || c || '/documents/' || n || '-f.bin', c, "
                 "(ARRAY['documents','images','exports'])[1 + n % 3], 'f.bin', "
-                "1 + (n * 7919) % 100000, 'application/octet-stream', md5(n::text), false, "
+                "1 + (n::bigint * 7919) % 100000, 'application/octet-stream', md5(n::text), false, "
                 "'local', now() - (n % 1000) * interval '1 minute' "
                 "FROM (SELECT n, 'c' || lpad(floor(exp(random() * ln(:companies)))::int::text,"
                 " 5, '0') AS c FROM generate_series(1, :files) AS n) AS spread"
