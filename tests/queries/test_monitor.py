@@ -192,6 +192,32 @@ async def test_figures_of_several_processes_merge_through_redis(
         await redis.aclose()
 
 
+async def test_a_companys_figures_read_only_its_own_series(
+    engine: AsyncEngine, redis_url: str
+) -> None:
+    monitor = QueryMonitor()
+    monitor.attach(engine)
+    async with engine.connect() as conn:
+        for company, calls in (("acme", 2), ("globex", 3)):
+            with company_scope(company):
+                for _ in range(calls):
+                    await conn.execute(text("SELECT sleep_ms(:ms)"), {"ms": 1})
+    assert {key[1] for key in monitor.local_series("acme")} == {"acme"}
+    redis = Redis.from_url(redis_url)
+    try:
+        await monitor.flush(redis)
+        own = await monitor.redis_series(redis, "acme")
+        assert {key[1] for key in own} == {"acme"}
+        assert sum(series.calls for series in own.values()) == 2
+        assert {key[1] for key in await monitor.redis_series(redis)} >= {"acme", "globex"}
+        await monitor.redis_reset(redis)
+        assert await monitor.redis_series(redis, "acme") == {}
+        assert await redis.exists("tenantry:queries:series:acme") == 0
+    finally:
+        await monitor.redis_reset(redis)
+        await redis.aclose()
+
+
 async def test_a_failed_flush_keeps_the_figures(engine: AsyncEngine) -> None:
     monitor = QueryMonitor()
     monitor.attach(engine)

@@ -276,11 +276,14 @@ class QueryMonitor:
     def shapes(self) -> dict[str, ShapeInfo]:
         return dict(self._shapes)
 
-    def local_series(self) -> dict[tuple[str, str], Series]:
-        """A copy of the figures not yet flushed (all of them when Redis is not used)."""
+    def local_series(self, company_id: str | None = None) -> dict[tuple[str, str], Series]:
+        """A copy of the figures not yet flushed (all of them when Redis is not used);
+        with `company_id`, that company's only."""
         with self._lock:
             copied = {}
             for key, series in self._series.items():
+                if company_id is not None and key[1] != company_id:
+                    continue
                 clone = Series()
                 clone.merge(series)
                 copied[key] = clone
@@ -322,6 +325,8 @@ class QueryMonitor:
         for (shape_id, company), series in pending.items():
             key = f"{p}s:{shape_id}:{company}"
             pipe.sadd(f"{p}series", f"{shape_id}:{company}")
+            # A company's own members, so its figures read only its series.
+            pipe.sadd(f"{p}series:{company}", f"{shape_id}:{company}")
             pipe.hincrby(key, "calls", series.calls)
             pipe.hincrby(key, "us", round(series.total * 1e6))
             pipe.hincrby(key, "rows", series.rows)
@@ -340,9 +345,14 @@ class QueryMonitor:
             pipe.ltrim(f"{p}slow", 0, (self.slow_log.maxlen or 200) - 1)
         await pipe.execute()
 
-    async def redis_series(self, redis: Redis) -> dict[tuple[str, str], Series]:
+    async def redis_series(
+        self, redis: Redis, company_id: str | None = None
+    ) -> dict[tuple[str, str], Series]:
+        """Every series in Redis, or (with `company_id`) that company's only: its reads
+        cost in proportion to its own statement shapes, not to every company's."""
         p = self.prefix
-        members = sorted(m.decode() for m in await redis.smembers(f"{p}series"))  # type: ignore[misc]
+        index = f"{p}series" if company_id is None else f"{p}series:{company_id}"
+        members = sorted(m.decode() for m in await redis.smembers(index))  # type: ignore[misc]
         pipe = redis.pipeline(transaction=False)
         for member in members:
             shape_id, company = member.split(":", 1)
@@ -368,9 +378,10 @@ class QueryMonitor:
 
     async def redis_reset(self, redis: Redis) -> None:
         p = self.prefix
-        members = await redis.smembers(f"{p}series")  # type: ignore[misc]
-        keys = [f"{p}s:{m.decode()}" for m in members]
-        await redis.delete(f"{p}series", f"{p}shapes", f"{p}plans", f"{p}slow", *keys)
+        members = [m.decode() for m in await redis.smembers(f"{p}series")]  # type: ignore[misc]
+        keys = [f"{p}s:{m}" for m in members]
+        companies = {f"{p}series:{m.split(':', 1)[1]}" for m in members}
+        await redis.delete(f"{p}series", f"{p}shapes", f"{p}plans", f"{p}slow", *keys, *companies)
 
 
 def _series_from_hash(raw: dict[bytes, bytes]) -> Series:

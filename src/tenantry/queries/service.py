@@ -162,12 +162,15 @@ class QueryOptimizer:
         return result
 
     # --- figures ------------------------------------------------------------------
-    async def _series(self) -> tuple[dict[tuple[str, str], Series], str]:
-        local = self.monitor.local_series()
+    async def _series(
+        self, company_id: str | None = None
+    ) -> tuple[dict[tuple[str, str], Series], str]:
+        """Every series, or one company's only (its reads cost in proportion to it)."""
+        local = self.monitor.local_series(company_id)
         if self.redis is None:
             return local, "process"
         try:
-            shared = await self.monitor.redis_series(self.redis)
+            shared = await self.monitor.redis_series(self.redis, company_id)
         except Exception as exc:
             log.warning("query metrics: Redis unavailable, showing this process only: %s", exc)
             return local, "process"
@@ -205,8 +208,8 @@ class QueryOptimizer:
         Plans show parameter values of whichever company's statement was slow first,
         so a caller that may only see one company's data asks without them.
         """
-        series, source = await self._series()
         wanted = company_id or None
+        series, source = await self._series(wanted)
         texts = await self._shape_texts()
         per_shape: dict[str, list[tuple[str, Series]]] = {}
         for (shape_id, company), figures in series.items():
@@ -250,7 +253,7 @@ class QueryOptimizer:
         return QueryMetrics(source=source, shapes=shapes, slow_queries=slow)
 
     async def statistics(self, company_id: str | None = None) -> QueryStatistics:
-        series, source = await self._series()
+        series, source = await self._series(company_id)
         total = Series()
         for (_, company), figures in series.items():
             if company_id is None or company == company_id:
