@@ -20,6 +20,11 @@ absolute figures drop). Three cases:
 
 Every response must be 2xx (a run with an error fails). Rounds interleave the sides;
 the best round per case is kept. Ratios are Tenantry ÷ bare.
+
+Beside each rate, the server process's own CPU time per request (user + system, from
+/proc, over the same seconds; the lowest round's): what the layer costs, and far less
+sensitive to what else runs on the machine than a rate is. A side whose rate is below
+1 / (its CPU per request) spent the difference waiting (on Redis, on its client).
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ def request(port: int, method: str, path: str, body: str | None = None) -> tuple
 
 
 @contextmanager
-def server(side: str, port: int, env: dict[str, str], log: Path) -> Iterator[None]:
+def server(side: str, port: int, env: dict[str, str], log: Path) -> Iterator[int]:
     """One server process on `port`, up (its /health answers) until the block ends."""
     bin_dir = Path(sys.executable).parent
     if side == "tenantry":
@@ -100,7 +105,7 @@ def server(side: str, port: int, env: dict[str, str], log: Path) -> Iterator[Non
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{side} did not answer /health in 60 s; see {log}")
             time.sleep(0.2)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:
@@ -169,10 +174,25 @@ async def _python_load(port: int, case: str, duration: float, connections: int) 
     return counts[0] / (time.perf_counter() - started)
 
 
-def measure(port: int, case: str, duration: float, connections: int, scratch: Path) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    port: int, pid: int, case: str, duration: float, connections: int, scratch: Path
+) -> tuple[float, float]:
+    """Requests per second, and the server's CPU microseconds per request."""
+    cpu = cpu_seconds(pid)
     if shutil.which("wrk"):
-        return run_wrk(port, case, duration, connections, scratch)
-    return asyncio.run(_python_load(port, case, duration, connections))
+        rate = run_wrk(port, case, duration, connections, scratch)
+    else:
+        rate = asyncio.run(_python_load(port, case, duration, connections))
+    return rate, (cpu_seconds(pid) - cpu) * 1e6 / max(1.0, rate * duration)
 
 
 # --------------------------------------------------------------------------- setup
@@ -205,12 +225,20 @@ def prepare(side: str, port: int) -> None:
             raise RuntimeError(f"{side} {case}: {status} {text!r}")
 
 
-def table(best: dict[str, dict[str, float]], cases: list[str], wrk: bool) -> str:
-    rows = ["| case | Tenantry req/s | bare FastAPI req/s | Tenantry ÷ bare |"]
-    rows.append("| --- | ---: | ---: | ---: |")
+def table(
+    best: dict[str, dict[str, float]], cpu: dict[str, dict[str, float]], cases: list[str], wrk: bool
+) -> str:
+    rows = [
+        "| case | Tenantry req/s | bare FastAPI req/s | Tenantry ÷ bare"
+        " | Tenantry CPU µs/req | bare CPU µs/req |"
+    ]
+    rows.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     for case in cases:
         ours, bare = best["tenantry"][case], best["bare"][case]
-        rows.append(f"| {case} | {ours:,.0f} | {bare:,.0f} | {ours / bare:.2f} |")
+        rows.append(
+            f"| {case} | {ours:,.0f} | {bare:,.0f} | {ours / bare:.2f}"
+            f" | {cpu['tenantry'][case]:,.0f} | {cpu['bare'][case]:,.0f} |"
+        )
     rows.append(f"\nload generator: {'wrk' if wrk else 'asyncio client (no wrk)'}")
     return "\n".join(rows)
 
@@ -225,6 +253,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = args.only.split(",") if args.only else list(CASES)
     best: dict[str, dict[str, float]] = {"tenantry": {}, "bare": {}}
+    cpu: dict[str, dict[str, float]] = {"tenantry": {}, "bare": {}}  # µs per request
     with (
         tempfile.TemporaryDirectory(prefix="bench-http-") as tmp,
         leased_redis_db(REDIS, owner="bench") as redis_url,
@@ -243,16 +272,22 @@ def main() -> None:
         for round_ in range(args.rounds):
             for side in ("tenantry", "bare") if round_ % 2 == 0 else ("bare", "tenantry"):
                 port = free_port()
-                with server(side, port, env, scratch / f"{side}.log"):
+                with server(side, port, env, scratch / f"{side}.log") as pid:
                     prepare(side, port)
                     for case in cases:
-                        rate = measure(port, case, args.duration, args.connections, scratch)
+                        rate, used = measure(
+                            port, pid, case, args.duration, args.connections, scratch
+                        )
                         best[side][case] = max(best[side].get(case, 0.0), rate)
-                        print(f"round {round_ + 1} {side:8} {case:8} {rate:9,.0f} req/s")
+                        cpu[side][case] = min(cpu[side].get(case, float("inf")), used)
+                        print(
+                            f"round {round_ + 1} {side:8} {case:8} {rate:9,.0f} req/s"
+                            f" {used:7,.0f} µs CPU/req"
+                        )
     print()
-    print(table(best, cases, bool(shutil.which("wrk"))))
+    print(table(best, cpu, cases, bool(shutil.which("wrk"))))
     if args.json:
-        print(json.dumps(best))
+        print(json.dumps({"rate": best, "cpu_us_per_request": cpu}))
 
 
 if __name__ == "__main__":

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from tenantry.deps import ServicesDep, bearer_scheme, get_principal
+from tenantry.deps import Router, ServicesDep, bearer_scheme, get_principal
 
-router = APIRouter(tags=["health"])
+router = Router(tags=["health"])  # first in the app: every other request passes it
 
 
 @router.get("/health")

@@ -7,8 +7,9 @@ middleware runs before any of that:
 - a body longer than its route's limit is refused (413) on its Content-Length before
   a byte is read, and counted as it arrives (chunked bodies, a lying Content-Length);
 - a body sent to a key-authenticated route (`/api/…`) waits until the key is valid:
-  `deps.get_principal` runs here, before the body is read (401 or 429 otherwise), and
-  the route reuses the Principal it found instead of authenticating again;
+  `deps.authenticate` runs here, before the body is read (401 or 429 otherwise), and
+  the route reuses the Principal it found (`deps.AUTHENTICATED`) instead of
+  authenticating again;
 - a body that stops arriving for `body_timeout` seconds is answered 408.
 
 Refusals carry `Connection: close`: the unread rest of the body is never read. Once
@@ -22,17 +23,15 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from starlette.datastructures import Headers
-from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenantry.deps import AUTHENTICATED, bearer_scheme, get_principal
+from tenantry.deps import authenticate, bearer_token, route_path
 from tenantry.errors import PayloadTooLarge, TenantryError
 from tenantry.http_errors import error_response
 
 log = logging.getLogger("tenantry")
 
-KEY_ROUTES_PREFIX = "/api/"  # every route below it takes a key (deps.get_principal)
+KEY_ROUTES_PREFIX = "/api/"  # every route below it takes a key (deps.authenticate)
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
@@ -60,12 +59,11 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        length = headers.get("content-length", "")
-        if "transfer-encoding" not in headers and length in ("", "0"):
+        length, chunked = _body_headers(scope)
+        if not chunked and length in ("", "0"):
             await self.app(scope, receive, send)  # no body: nothing to bound or wait for
             return
-        path = _route_path(scope)
+        path = route_path(scope)
         limit = self.route_limits.get((scope["method"], path), self.max_body_bytes)
         if length.isdigit() and int(length) > limit:
             await _answer(_too_large(limit), scope, receive, send)
@@ -83,17 +81,29 @@ class RequestLimits:
             log.debug("after a refused body on %s", path, exc_info=True)
 
 
+def _body_headers(scope: Scope) -> tuple[str, bool]:
+    """The first Content-Length (as Starlette's Headers.get reads it), and whether a
+    Transfer-Encoding is given: one pass over the raw headers."""
+    length: str | None = None
+    chunked = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if length is None:
+                length = value.decode("latin-1")
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length or "", chunked
+
+
 async def _authenticate(scope: Scope) -> TenantryError | None:
-    """Run the routes' own authentication now; keep its Principal for the route."""
+    """Run the routes' own authentication now; the route then reuses its Principal."""
     services = getattr(scope["app"].state, "services", None)
     if services is None:  # not started: the route answers as it would
         return None
-    request = Request(scope)
     try:
-        principal = await get_principal(request, services, await bearer_scheme(request))
+        await authenticate(scope, services, bearer_token(scope))
     except TenantryError as refusal:
         return refusal
-    scope.setdefault("state", {})[AUTHENTICATED] = principal
     return None
 
 
@@ -157,9 +167,3 @@ async def _answer(error: TenantryError, scope: Scope, receive: Receive, send: Se
     response = error_response(error)
     response.headers["Connection"] = "close"  # never read the rest of this body
     await response(scope, receive, send)
-
-
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path

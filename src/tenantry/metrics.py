@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import time
+from time import perf_counter
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Label children kept at most (method, route template, status): methods are the
+# client's to choose, so the cache is bounded; past it, `labels()` as before.
+_MAX_CACHED_CHILDREN = 4096
 
 
 class Metrics:
@@ -25,6 +29,22 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and its latency. `labels()` builds a tuple of strings and
+        takes a lock on every call; the children it returns are cached here instead."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            if len(self._children) < _MAX_CACHED_CHILDREN:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class MetricsMiddleware:
@@ -39,7 +59,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         status = 500
-        started = time.perf_counter()
+        started = perf_counter()
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -51,6 +71,4 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            self.metrics.observe(scope["method"], route, status, perf_counter() - started)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Response
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 
 from tenantry.auth import Principal
-from tenantry.deps import ServicesDep, require_admin
+from tenantry.deps import AdminDep, Router, ServicesDep, admin_key, services_of, try_first
 from tenantry.resilience.dependencies import install_handlers
 from tenantry.resilience.schemas import (
     AuditOut,
@@ -24,10 +24,9 @@ from tenantry.resilience.schemas import (
 )
 from tenantry.resilience.service import FlagService
 
-router = APIRouter(
-    prefix="/api/degradation", tags=["degradation"], dependencies=[Depends(require_admin)]
-)
-AdminDep = Annotated[Principal, Depends(require_admin)]
+# Every route needs the admin key; the routes that name the admin get the same one
+# dependency (FastAPI solves it once per request).
+router = Router(prefix="/api/degradation", tags=["degradation"], dependencies=[Depends(admin_key)])
 KeyPath = Annotated[str, Path(description="The flag key.")]
 
 
@@ -113,14 +112,14 @@ async def delete_feature(key: KeyPath, services: ServicesDep, admin: AdminDep) -
     return Response(status_code=204)
 
 
-@router.get("/features/{key}/check")
+@try_first(router, "/features/{key}/check", "GET")  # the hot route: services ask it often
 async def check_feature(
     key: KeyPath,
-    services: ServicesDep,
+    request: Request,
     target_id: Annotated[TargetId | None, Query(alias="targetId")] = None,
 ) -> CheckOut:
     """How the flag evaluates for `targetId` right now: on/off, why, and the variant."""
-    flags = _flags(services)
+    flags = _flags(services_of(request))  # a hot route: no ServicesDep to solve
     await flags.get(key)  # 404 for an unknown flag
     return CheckOut.of(flags.evaluate(key, target_id))
 
