@@ -7,7 +7,7 @@ cost when the data is large and skewed.
 Data, spread Zipf-like (P(k) ~ 1/k) over `--companies` companies, made directly, not
 one HTTP call each: file records with one INSERT ... SELECT in PostgreSQL (and each
 company's storage counters from them, as uploads keep them), and jobs through
-`JobService.add` (256 at a time) on the `ai-processing` queue, left waiting. Then one
+`JobService.add` (32 at a time) on the `ai-processing` queue, left waiting. Then one
 `tenantry serve` process (PostgreSQL, Redis, default settings) answers, over loopback
 HTTP, for `--samples` companies drawn uniformly and for the largest company on its own:
 its job stats, its waiting-job list, its storage stats and its query statistics; and
@@ -92,6 +92,13 @@ def fill_files(url: str, files: int, companies: int) -> None:
                 " storage_files = excluded.storage_files"
             )
         )
+        conn.execute(
+            text(
+                "INSERT INTO tenantry_storage_usage (company_id, category, files, bytes) "
+                "SELECT company_id, category, COUNT(*), SUM(size) FROM tenantry_storage_files "
+                "GROUP BY company_id, category"
+            )
+        )
         conn.execute(text("ANALYZE"))
     engine.dispose()
 
@@ -114,7 +121,7 @@ async def fill_jobs(env: dict[str, str], jobs: int, companies: int) -> dict[str,
     async with AsyncExitStack() as stack:
         services = await build_services(settings, stack)
         await services.jobs.pause(QUEUE)  # nothing runs them: they stay waiting
-        semaphore = asyncio.Semaphore(256)
+        semaphore = asyncio.Semaphore(32)  # more only queues up behind one Redis
 
         async def add(index: int) -> None:
             company = zipf_company(companies, rng)

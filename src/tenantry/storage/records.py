@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.db import Base, Database, utcnow
@@ -36,6 +38,45 @@ class FileRecord(Base):
     # Set by `tenantry migrate-storage` once a copy at that provider is verified.
     migrated_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
     migrated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class UsageRow(Base):
+    """Files and bytes per company and category, kept in the transaction that adds or
+    removes a file record: a company's stats read a few rows, not all of its files."""
+
+    __tablename__ = "tenantry_storage_usage"
+
+    company_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    files: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+async def count_usage(
+    connection: AsyncConnection | AsyncSession, rows: list[dict[str, Any]], sign: int = 1
+) -> None:
+    """Add (or, with sign -1, take away) these file records to the usage counters."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        entry = totals.setdefault((row["company_id"], row["category"]), [0, 0])
+        entry[0] += sign
+        entry[1] += sign * row["size"]
+    bind = connection.get_bind() if isinstance(connection, AsyncSession) else connection
+    dialect = bind.dialect.name
+    insert_for = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert_for(UsageRow)
+    statement = statement.on_conflict_do_update(
+        index_elements=["company_id", "category"],
+        set_={
+            "files": UsageRow.files + statement.excluded.files,
+            "bytes": UsageRow.bytes + statement.excluded.bytes,
+        },
+    )
+    values = [  # sorted: concurrent writers take the row locks in one order
+        {"company_id": company, "category": category, "files": files, "bytes": size}
+        for (company, category), (files, size) in sorted(totals.items())
+    ]
+    await connection.execute(statement, values)
 
 
 class RecordWriter:
@@ -127,6 +168,7 @@ class RecordWriter:
 async def _insert(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     async with connection.begin():
         await connection.execute(_INSERT, rows)
+        await count_usage(connection, rows)
 
 
 _INSERT = insert(FileRecord)  # built once: SQLAlchemy reuses its compiled form

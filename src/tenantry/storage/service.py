@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 from urllib.parse import quote
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tenantry.db import Database, utcnow
 from tenantry.errors import (
@@ -43,7 +43,7 @@ from tenantry.storage.backends import (
     backend_from_settings,
 )
 from tenantry.storage.keys import new_key, parse_key, validate_filename
-from tenantry.storage.records import FileRecord, RecordWriter
+from tenantry.storage.records import FileRecord, RecordWriter, UsageRow, count_usage
 from tenantry.storage.signing import UrlSigner
 
 log = logging.getLogger("tenantry.storage")
@@ -316,6 +316,8 @@ class StorageService:
             record = await self._record(session, key, company_id)
             await session.delete(record)
             await session.flush()
+            removed = {"company_id": record.company_id, "category": record.category}
+            await count_usage(session, [{**removed, "size": record.size}], sign=-1)
             with _provider_errors(record.provider):
                 await self._backend(record.provider).delete(key)
             if record.migrated_to and record.migrated_to != record.provider:
@@ -391,40 +393,18 @@ class StorageService:
         return FilePage(files, next_cursor)
 
     async def company_stats(self, company_id: str) -> CompanyStats:
-        query = (
-            select(FileRecord.category, func.count(), func.coalesce(func.sum(FileRecord.size), 0))
-            .where(FileRecord.company_id == company_id)
-            .group_by(FileRecord.category)
-            .order_by(FileRecord.category)
-        )
-        async with self.db.session() as session:
-            rows = (await session.execute(query)).all()
-        categories = {str(row[0]): CategoryUsage(int(row[1]), int(row[2])) for row in rows}
-        return CompanyStats(
-            company_id,
-            sum(usage.files for usage in categories.values()),
-            sum(usage.bytes for usage in categories.values()),
-            categories,
-        )
+        """Files and bytes per category (from the usage counters: a few rows)."""
+        return (await self.usage_of([company_id]))[0]
 
     async def usage_of(self, company_ids: list[str]) -> list[CompanyStats]:
-        """These companies' usage per category, in the order given: one query, costing in
-        proportion to their files (a dashboard page of companies)."""
-        query = (
-            select(
-                FileRecord.company_id,
-                FileRecord.category,
-                func.count(),
-                func.coalesce(func.sum(FileRecord.size), 0),
-            )
-            .where(FileRecord.company_id.in_(company_ids))
-            .group_by(FileRecord.company_id, FileRecord.category)
-        )
+        """These companies' usage per category, in the order given: one query on the
+        usage counters, whatever the number of their files (a dashboard page)."""
+        query = select(UsageRow).where(UsageRow.company_id.in_(company_ids), UsageRow.files > 0)
         async with self.db.session() as session:
-            rows = (await session.execute(query)).all()
+            rows = (await session.scalars(query)).all()
         per_company: dict[str, dict[str, CategoryUsage]] = {c: {} for c in company_ids}
-        for company, category, files, size in rows:
-            per_company[str(company)][str(category)] = CategoryUsage(int(files), int(size))
+        for row in rows:
+            per_company[row.company_id][row.category] = CategoryUsage(row.files, row.bytes)
         return [
             CompanyStats(
                 company,
@@ -436,29 +416,11 @@ class StorageService:
         ]
 
     async def usage_by_company(self) -> list[CompanyStats]:
-        """Every company's usage (files and bytes, per category), largest first."""
-        query = select(
-            FileRecord.company_id,
-            FileRecord.category,
-            func.count(),
-            func.coalesce(func.sum(FileRecord.size), 0),
-        ).group_by(FileRecord.company_id, FileRecord.category)
+        """Every company's usage (files and bytes, per category), largest first: one row
+        per company and category. For pages of companies, `usage_of`."""
         async with self.db.session() as session:
-            rows = (await session.execute(query)).all()
-        per_company: dict[str, dict[str, CategoryUsage]] = {}
-        for company, category, files, size in rows:
-            per_company.setdefault(str(company), {})[str(category)] = CategoryUsage(
-                int(files), int(size)
-            )
-        usage = [
-            CompanyStats(
-                company,
-                sum(u.files for u in categories.values()),
-                sum(u.bytes for u in categories.values()),
-                dict(sorted(categories.items())),
-            )
-            for company, categories in per_company.items()
-        ]
+            companies = list(await session.scalars(select(UsageRow.company_id).distinct()))
+        usage = [stats for stats in await self.usage_of(companies) if stats.total_files]
         return sorted(usage, key=lambda stats: (-stats.total_size, stats.company_id))
 
     async def recent_files(self, limit: int = 25) -> list[StoredFile]:
