@@ -86,6 +86,9 @@ async def authenticate(scope: Scope, services: Services, token: str | None) -> P
         services.auth_limiter.failed(host)
         raise
     current_company.set(principal.company_id)
+    if principal.company_id is not None:
+        # Every key of a company shares its plan's requests per minute (429 past them).
+        await services.tenants.admit_request(principal.company_id)
     if state is None:
         state = scope["state"] = {}
     state[AUTHENTICATED] = principal

@@ -120,3 +120,33 @@ async def test_a_company_key_sees_only_its_own_company(
         assert response.status_code == 403, (method, path)
     assert (await client.get("/api/companies/acme")).status_code == 401
     assert (await client.get("/api/companies/nobody", headers=ADMIN)).status_code == 404
+
+
+async def test_a_companys_keys_share_its_requests_per_minute(
+    app: Any, client: AsyncClient, company_keys: dict[str, dict[str, str]]
+) -> None:
+    await app.state.services.tenants.put_company("acme", limits={"apiRequestsPerMinute": 3})
+    second_key, _ = await app.state.services.keys.create("acme", "second")
+    second = {"Authorization": f"Bearer {second_key}"}
+    statuses = [
+        (await client.get("/api/me", headers=headers)).status_code
+        for headers in (company_keys["acme"], second, company_keys["acme"])
+    ]
+    assert statuses == [200, 200, 200]
+    refused = await client.get("/api/me", headers=second)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.json()["error"]["details"]["limit"] == "apiRequestsPerMinute"
+    # Uploads are refused before their body is read, with the same answer.
+    upload = await client.post(
+        "/api/storage/files",
+        files={"file": ("a.txt", b"x", "text/plain")},
+        data={"category": "documents"},
+        headers=company_keys["acme"],
+    )
+    assert upload.status_code == 429
+    assert (await client.get("/api/me", headers=company_keys["globex"])).status_code == 200
+    assert (await client.get("/api/me", headers=ADMIN)).status_code == 200
+    await app.state.services.tenants.meter.flush()
+    day = (await client.get("/api/companies/acme", headers=ADMIN)).json()["last24Hours"]
+    assert day["apiRequests"] == 3  # the refused ones are not counted
