@@ -94,6 +94,10 @@ async def _globex_failed_job_retry(client: AsyncClient, keys: Keys) -> tuple[str
     return f"{path}/retry", {}
 
 
+async def _globex_company(client: AsyncClient, keys: Keys) -> tuple[str, dict[str, Any]]:
+    return "/api/companies/globex", {}
+
+
 PUBLIC, ADMIN_ONLY, ANY_KEY = Access("public"), Access("admin"), Access("key")
 # Reached without a key, but never without a signature (or only for public files).
 OPEN = Access("open")
@@ -107,6 +111,13 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("POST", "/api/keys"): ADMIN_ONLY,
     ("DELETE", "/api/keys/{key_id}"): ADMIN_ONLY,
     ("GET", "/api/companies/{company_id}/keys"): Access("company", _globex_keys),
+    # tenants
+    ("GET", "/api/companies"): ADMIN_ONLY,
+    ("GET", "/api/companies/{company_id}"): Access("company", _globex_company),
+    ("PUT", "/api/companies/{company_id}"): ADMIN_ONLY,
+    ("GET", "/api/plans"): ADMIN_ONLY,
+    ("GET", "/api/plans/{plan}"): ADMIN_ONLY,
+    ("PUT", "/api/plans/{plan}"): ADMIN_ONLY,
     # storage
     ("POST", "/api/storage/files"): Access("company", _globex_upload),
     ("GET", "/api/storage/files"): Access("company", _globex_query("/api/storage/files")),

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import Field
 
 from tenantry.auth import KeyInfo
-from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
+from tenantry.deps import AdminDep, PrincipalDep, Router, ServicesDep
 from tenantry.schemas import ApiModel, CompanyId
 
-router = APIRouter(tags=["keys"])
+router = Router(tags=["keys"])
 
 
 class KeyOut(ApiModel):

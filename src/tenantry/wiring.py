@@ -241,7 +241,7 @@ def _tenants(
         retention_hours=settings.usage_retention_hours,
         query_sources=[queries.monitor.drain_company_totals],
     )
-    stack.push_async_callback(meter.flush)  # what was counted since the last flush
+    stack.push_async_callback(meter.close)  # what was counted since the last flush
     background = Background()
     flushing = every(settings.usage_flush_seconds, meter.flush, name="usage flush")
     background.start(flushing, "usage-flush")

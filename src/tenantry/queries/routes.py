@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from tenantry.auth import Principal
-from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
+from tenantry.deps import AdminDep, PrincipalDep, Router, ServicesDep
 from tenantry.queries.schemas import (
     ExplainOut,
     ExplainRequest,
@@ -22,7 +22,7 @@ from tenantry.queries.schemas import (
 )
 from tenantry.schemas import CompanyQuery
 
-router = APIRouter(prefix="/api/query-optimizer", tags=["queries"])
+router = Router(prefix="/api/query-optimizer", tags=["queries"])
 
 
 def _company(principal: Principal, requested: str | None) -> str | None:

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tenantry.auth import Principal
-from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
+from tenantry.deps import AdminDep, PrincipalDep, Router, ServicesDep
 from tenantry.schemas import ApiModel, CompanyQuery
 from tenantry.storage.keys import parse_key
 from tenantry.storage.multipart import receive_upload
@@ -27,7 +27,7 @@ from tenantry.storage.service import (
     StoredFile,
 )
 
-router = APIRouter(tags=["storage"])
+router = Router(tags=["storage"])
 UPLOAD_PATH = "/api/storage/files"  # its body limit is MAX_UPLOAD_BYTES (app.py)
 
 

@@ -11,6 +11,7 @@ per statement here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tenantry.db import Database
 from tenantry.tenants.records import UsageRow
 
+log = logging.getLogger("tenantry.tenants")
 UsageSort = Literal["jobs", "queryTime", "apiRequests"]
 _SORT_COLUMNS = {"jobs": "jobs_run", "queryTime": "query_ms", "apiRequests": "api_requests"}
 # A source of per-company figures gathered elsewhere, e.g. the query monitor's:
@@ -121,6 +123,14 @@ class UsageMeter:
         async with self.db.session() as session:
             cutoff = this_hour() - self.retention
             await session.execute(delete(UsageRow).where(UsageRow.hour < cutoff))
+
+    async def close(self) -> None:
+        """The last flush, at shutdown: a database that is down costs these seconds of
+        figures, not the shutdown."""
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.warning("usage of the last seconds not stored at shutdown: %s", exc)
 
     async def _write(self, pending: dict[tuple[str, datetime], Usage]) -> None:
         names = [f.name for f in fields(Usage)]

@@ -9,18 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
 from fastapi import Path as PathParam
+from fastapi import Query
 from pydantic import ConfigDict, Field
 
 from tenantry.auth import COMPANY_ID_REGEX
-from tenantry.deps import AdminDep, PrincipalDep, ServicesDep
+from tenantry.deps import AdminDep, PrincipalDep, Router, ServicesDep
 from tenantry.schemas import ApiModel
 from tenantry.tenants.metering import Usage
 from tenantry.tenants.plans import Limits, Plan
 from tenantry.tenants.service import Company
 
-router = APIRouter(tags=["tenants"])
+router = Router(tags=["tenants"])
 
 CompanyPath = Annotated[str, PathParam(max_length=64, pattern=COMPANY_ID_REGEX)]
 PlanPath = Annotated[str, PathParam(min_length=1, max_length=64)]
