@@ -93,7 +93,9 @@ def settings(settings_factory: Any) -> Settings:
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[Any]:
     application = create_app(settings)
-    async with LifespanManager(application):
+    # A generous bound: the first start of a worker (imports, migrations) on a loaded
+    # machine can take seconds; a start that hangs still fails.
+    async with LifespanManager(application, startup_timeout=30):
         yield application
 
 
