@@ -9,6 +9,7 @@ cleans it up.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
+from tenantry import db as database
 from tenantry.app import create_app
 from tenantry.settings import Settings, load_settings
 from tests.redis_lease import leased_redis_db
@@ -54,13 +56,42 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One migrated database of each kind per test process, copied for each test that
+    takes `database_url` (migrating ~1,000 databases one by one took minutes)."""
+    sqlite_file = tmp_path_factory.mktemp("template") / "tenantry.db"
+    database.upgrade(f"sqlite:///{sqlite_file}")
+    name = f"tenantry_template_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database.upgrade(f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}")
+    try:
+        yield {"sqlite": str(sqlite_file), "postgresql": name}
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test that takes this runs twice: on embedded SQLite and on PostgreSQL."""
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_templates: dict[str, str]
+) -> Iterator[str]:
+    """Each test that takes this runs twice: on embedded SQLite and on PostgreSQL, each
+    a database of its own already at the latest migration (`postgres_url` is empty)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tenantry.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+        target = tmp_path / "tenantry.db"
+        shutil.copyfile(migrated_templates["sqlite"], target)
+        yield f"sqlite:///{target}"
+        return
+    name = f"tenantry_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{migrated_templates["postgresql"]}"')
+    try:
+        yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
