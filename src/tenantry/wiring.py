@@ -4,12 +4,13 @@
 constructed with exactly what it needs, complete before anything uses it, and this
 module alone decides what goes behind which circuit breaker:
 
-| circuit    | what goes through it                                                |
-| ---------- | ------------------------------------------------------------------- |
-| `database` | API-key lookups, dashboard sessions, the flag store, /ready's ping  |
-| `redis`    | enqueueing a job (a job that cannot reach Redis waits in the outbox),|
-|            | /ready's ping                                                       |
-| `storage`  | every call to the object store (put, open, size, delete, sign, check)|
+| circuit    | what goes through it                                                 |
+| ---------- | -------------------------------------------------------------------- |
+| `database` | the API-key and dashboard-session tables, the flag store, /ready's   |
+|            | ping                                                                 |
+| `redis`    | enqueueing a job (a job that cannot reach Redis waits in the outbox), |
+|            | /ready's ping                                                        |
+| `storage`  | every call to the object store (put, open, size, delete, sign, check) |
 
 Everything started here (workers, relays, refresh loops) is stopped by `stack`.
 """
