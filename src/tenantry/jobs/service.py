@@ -290,8 +290,12 @@ class JobService:
             record = await self._outboxed(queue, job_id)
             if record is None:
                 raise
-        if record is None:
+        if record is None and self.outbox is not None:
             record = await self._outboxed(queue, job_id)
+            if record is None:
+                # The relay may have moved it from the outbox to Redis between the two
+                # reads: a job only ever moves that way, so a second look finds it.
+                record = await self.backend.get(queue, job_id)
         # Another company's job is reported exactly like a missing one.
         if record is None or (company_id is not None and record.company_id != company_id):
             raise NotFound(f"no job {job_id!r} in queue {queue!r}")
