@@ -205,13 +205,17 @@ def test_a_stalled_upload_is_cut_off_and_leaves_nothing_behind(server: LiveServe
     for sock in stalled:
         sock.sendall(upload_head(10 * MIB) + PARTS + b"v" * 256 * 1024)  # then nothing more
     started = time.monotonic()
+    # The stalled uploads' half-written files, before the cut-off (each upload reserves
+    # its quota first, so on a loaded machine they appear over a few hundred ms).
+    deadline = started + 0.9 * TIMEOUT
+    while len(stored_files(upload_dir)) < 5:
+        assert time.monotonic() < deadline, stored_files(upload_dir)
+        time.sleep(0.02)
     with connect(server) as steady:
         steady.sendall(upload_head(len(PARTS) + 3000 + len(TAIL)) + PARTS)
-        for piece in range(3):
+        for _ in range(3):
             time.sleep(0.6 * TIMEOUT)
             steady.sendall(b"s" * 1000)
-            if piece == 0:  # the stalled uploads' half-written files, before the cut-off
-                assert len(stored_files(upload_dir)) >= 5
         steady.sendall(TAIL)
         status, body = read_response(steady)
     assert status == 201, body
