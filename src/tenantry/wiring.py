@@ -49,7 +49,12 @@ from tenantry.queries.service import QueryOptimizer, flag_gate
 from tenantry.resilience.breaker import Breaker, CircuitOpenError
 from tenantry.resilience.guard import guard
 from tenantry.resilience.registry import BreakerRegistry
-from tenantry.resilience.service import FlagService, ResilienceService, breaker_overrides
+from tenantry.resilience.service import (
+    FlagService,
+    ResilienceService,
+    breaker_overrides,
+    seed_defaults,
+)
 from tenantry.resilience.stores.database import DatabaseFlagStore
 from tenantry.resilience.stores.failsafe import FailsafeStore
 from tenantry.resilience.stores.memoized import MemoizedStore
@@ -88,7 +93,7 @@ async def build_services(
     memo, failsafe = flag_store_stack(db, breakers["database"])
     flags = FlagService(memo, metrics.registry)
     queries = _queries(settings, db, flags, stack)
-    resilience = await _resilience(settings, redis, breakers, flags, failsafe, stack)
+    resilience = await _resilience(settings, db, redis, breakers, flags, failsafe, stack)
     tenants = _tenants(settings, db, redis, queries, stack)
     top_companies.register(metrics.registry, tenants.meter, settings.metrics_top_companies)
     storage = StorageService.from_settings(settings, db, secret_key, quota=tenants.quota)
@@ -200,14 +205,14 @@ def _queries(
 
 async def _resilience(
     settings: Settings,
+    db: database.Database,
     redis: Redis | None,
     breakers: BreakerRegistry,
     flags: FlagService,
     failsafe: FailsafeStore,
     stack: AsyncExitStack,
 ) -> ResilienceService:
-    await flags.refresh()
-    await flags.seed()
+    await seed_defaults(DatabaseFlagStore(db))  # unguarded, like a migration
     await flags.refresh()
     resilience = ResilienceService(breakers, flags, failsafe=failsafe)
     if redis is not None and settings.resilience_redis_sync:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
+from tenantry.resilience.context import EMPTY_CONTEXT, EvaluationContext
 from tenantry.resilience.flags import (
     DEFAULT_FLAGS,
+    ON_REASONS,
     CompiledFlag,
     Flag,
     FlagSnapshot,
@@ -18,6 +21,7 @@ from tenantry.resilience.flags import (
     choose_variant,
     normalized_hash,
 )
+from tenantry.resilience.unleash import simple_strategies
 
 IDS = [f"company-{n}" for n in range(100_000)]
 
@@ -72,7 +76,12 @@ def test_variant_weights_are_honoured_within_one_percent() -> None:
     counts = Counter(
         variant.name
         for target_id in IDS
-        if (variant := choose_variant(variants, "checkout-test", target_id)) is not None
+        if (
+            variant := choose_variant(
+                variants, "checkout-test", EvaluationContext(user_id=target_id)
+            )
+        )
+        is not None
     )
     assert sum(counts.values()) == len(IDS)
     for variant in variants:
@@ -82,10 +91,12 @@ def test_variant_weights_are_honoured_within_one_percent() -> None:
 
 def test_variant_is_sticky_and_zero_weight_never_chosen() -> None:
     variants = (Variant("a", 1), Variant("never", 0), Variant("b", 1))
-    picks = {choose_variant(variants, "exp", i) for i in IDS[:2000]}
+    picks = {choose_variant(variants, "exp", EvaluationContext(user_id=i)) for i in IDS[:2000]}
     assert {v.name for v in picks if v} == {"a", "b"}
     assert all(
-        choose_variant(variants, "exp", i) == choose_variant(variants, "exp", i) for i in IDS[:200]
+        choose_variant(variants, "exp", EvaluationContext(user_id=i))
+        == choose_variant(variants, "exp", EvaluationContext(user_id=i))
+        for i in IDS[:200]
     )
 
 
@@ -140,11 +151,13 @@ def test_compiled_check_agrees_with_the_gate_walk() -> None:
             block=frozenset(rng.sample(population, rng.randint(0, 5))),
         )
         compiled = CompiledFlag.of(flag)
+        # The same flag in its exported form: the Unleash strategies `export` writes.
+        as_strategies = CompiledFlag.of(replace(flag, strategies=simple_strategies(flag)))
         for target_id in [None, *rng.sample(population, 40)]:
-            assert compiled.check(target_id) == compiled.evaluate(target_id).enabled, (
-                flag,
-                target_id,
-            )
+            walked = compiled.decide(EMPTY_CONTEXT, target_id) in ON_REASONS
+            context = EvaluationContext(user_id=target_id)
+            exported = as_strategies.decide(context, None) in ON_REASONS
+            assert compiled.check(target_id) == walked == exported, (flag, target_id)
 
 
 def test_the_ten_default_flags() -> None:

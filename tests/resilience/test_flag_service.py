@@ -72,7 +72,10 @@ async def test_failsafe_without_any_good_read_says_unavailable() -> None:
 @pytest.mark.parametrize(
     ("flag", "field"),
     [
-        (Flag("bad key"), "key"),
+        (Flag("bad/key"), "key"),
+        (Flag("export"), "key"),
+        (Flag(" padded"), "key"),
+        (Flag("#segment-1"), "key"),
         (Flag("x", rollout=101), "rollout"),
         (Flag("x", rollout=-1), "rollout"),
         (Flag("x", allow=frozenset({""})), "allow"),

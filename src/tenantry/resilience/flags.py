@@ -1,26 +1,27 @@
-"""Feature flags: the model, its gates, Unleash-compatible bucketing, and evaluation.
+"""Feature flags: the model, its gates, strategies, dependencies, and evaluation.
 
-A flag is decided by small gate objects, walked in order (as Flipper does):
-disabled → off; target id on the block list → off; on the allow list → on;
-otherwise the percentage-of-actors gate puts the id in or out of the rollout.
-Every evaluation can say why (`Reason`) and, for A/B flags, which variant.
+A flag has two forms. The *simple* form (no strategies) is decided by small gate
+objects, walked in order (as Flipper does): disabled → off; target id on the
+block list → off; on the allow list → on; otherwise the percentage-of-actors gate
+puts the id in or out of the rollout. The *strategy* form is Unleash's: an
+ordered list of strategies with constraints and segments (`strategies`), on when
+any matches. Either form may depend on parent flags (`Dependency`), as Unleash's
+dependent features do: a parent must exist, have no parents itself, be on (or
+off, if so asked) and, if variants are named, give one of them.
 
-Bucketing is Unleash's normalized hash — MurmurHash3 (x86, 32-bit) of
-"<groupId>:<id>", modulo 100, plus 1 — with the flag key as group id, and
-Unleash's variant hash (seed 86028157, modulo the total weight), so a team moving
-between Unleash and Tenantry keeps the same users in each rollout and variant.
-It is deterministic, sticky (bucket ≤ 10 stays ≤ 20 when the rollout grows) and
-independent between flags (the key is part of the hashed string).
+Bucketing is Unleash's normalized hash (see `variants`) with the flag key as
+group id, so a simple flag's rollout is `flexibleRollout` sticky on its target's
+field, and `unleash.export_document` writes it as exactly that.
 
-`FlagSnapshot` is what request paths read: an immutable dict of precompiled
-checks, swapped whole when a flag changes, so evaluation takes no lock and does
-no I/O. The precompiled `check` is the gates' logic inlined into one closure,
-for speed; a test holds it equal to the gate walk on random flags and ids.
+`FlagSnapshot` is what request paths read: an immutable dict of compiled flags,
+swapped whole when a flag changes, so evaluation takes no lock and does no I/O.
+A simple flag without parents is also compiled into one closure (`check`), the
+gates' logic inlined, for `is_enabled`'s speed; a test holds it equal to the
+gate walk on random flags and ids.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -28,7 +29,15 @@ from typing import Any
 
 import mmh3
 
-VARIANT_SEED = 86028157  # Unleash's seed for variant assignment
+from tenantry.resilience.constraints import BrokenRule, Test
+from tenantry.resilience.context import EMPTY_CONTEXT, EvaluationContext
+from tenantry.resilience.strategies import Segment, Strategy, compile_strategy
+from tenantry.resilience.variants import (
+    VARIANT_SEED,
+    Variant,
+    choose_variant,
+    normalized_hash,
+)
 
 
 class Target(StrEnum):
@@ -38,6 +47,11 @@ class Target(StrEnum):
     COMPANY = "company"
     USER = "user"
 
+    @property
+    def context_field(self) -> str:
+        """The evaluation-context field a target id stands for."""
+        return "companyId" if self is Target.COMPANY else "userId"
+
 
 class Reason(StrEnum):
     DISABLED = "disabled"
@@ -45,20 +59,39 @@ class Reason(StrEnum):
     ALLOWED = "allowed"
     ROLLOUT_MATCH = "rollout_match"
     ROLLOUT_MISS = "rollout_miss"
+    STRATEGY_MATCH = "strategy_match"
+    NO_STRATEGY_MATCH = "no_strategy_match"
+    DEPENDENCY_NOT_MET = "dependency_not_met"
+    INVALID_DEFINITION = "invalid_definition"
     FLAG_NOT_FOUND = "flag_not_found"
 
 
-ON_REASONS = frozenset({Reason.ALLOWED, Reason.ROLLOUT_MATCH})
+ON_REASONS = frozenset({Reason.ALLOWED, Reason.ROLLOUT_MATCH, Reason.STRATEGY_MATCH})
 
 
 @dataclass(frozen=True, slots=True)
-class Variant:
-    name: str
-    weight: int
-    payload: Any = None
+class Dependency:
+    """This flag is on only if `feature` is on (or off, with enabled=False)."""
+
+    feature: str
+    enabled: bool = True
+    variants: tuple[str, ...] | None = None  # when given, the parent's variant is one of them
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "weight": self.weight, "payload": self.payload}
+        data: dict[str, Any] = {"feature": self.feature, "enabled": self.enabled}
+        if self.variants is not None:
+            data["variants"] = list(self.variants)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Dependency:
+        variants = data.get("variants")
+        enabled = data.get("enabled")
+        return cls(
+            feature=data["feature"],
+            enabled=True if enabled is None else bool(enabled),
+            variants=None if variants is None else tuple(variants),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +107,13 @@ class Flag:
     block: frozenset[str] = frozenset()
     variants: tuple[Variant, ...] = ()
     version: int = 1
+    strategies: tuple[Strategy, ...] = ()
+    dependencies: tuple[Dependency, ...] = ()
+
+    @property
+    def simple(self) -> bool:
+        """Decided by target, rollout, allow and block (no strategies)."""
+        return not self.strategies
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form kept in the store and the audit log."""
@@ -86,6 +126,8 @@ class Flag:
             "allow": sorted(self.allow),
             "block": sorted(self.block),
             "variants": [variant.to_dict() for variant in self.variants],
+            "strategies": [strategy.to_dict() for strategy in self.strategies],
+            "dependencies": [dependency.to_dict() for dependency in self.dependencies],
             "version": self.version,
         }
 
@@ -99,10 +141,9 @@ class Flag:
             rollout=int(data.get("rollout", 100)),
             allow=frozenset(data.get("allow", ())),
             block=frozenset(data.get("block", ())),
-            variants=tuple(
-                Variant(v["name"], int(v["weight"]), v.get("payload"))
-                for v in data.get("variants", ())
-            ),
+            variants=tuple(Variant.from_dict(v) for v in data.get("variants", ())),
+            strategies=tuple(Strategy.from_dict(s) for s in data.get("strategies") or ()),
+            dependencies=tuple(Dependency.from_dict(d) for d in data.get("dependencies") or ()),
             version=int(data.get("version", 1)),
         )
 
@@ -123,36 +164,7 @@ class Evaluation:
     target_id: str | None = None
 
 
-# --- bucketing ---------------------------------------------------------------
-def normalized_hash(identifier: str, group_id: str, normalizer: int = 100, seed: int = 0) -> int:
-    """Unleash's normalizedHash: 1..normalizer for `identifier` within `group_id`."""
-    return mmh3.hash(f"{group_id}:{identifier}", seed, signed=False) % normalizer + 1
-
-
-def choose_variant(
-    variants: Iterable[Variant], group_id: str, identifier: str | None
-) -> Variant | None:
-    """Unleash's variant selection: weights laid end to end, the hash picks a point.
-
-    Without an id there is nothing to stick to; like Unleash, pick at random.
-    """
-    chosen = [variant for variant in variants if variant.weight > 0]
-    total = sum(variant.weight for variant in chosen)
-    if total <= 0:
-        return None
-    if identifier is None:
-        point = random.randint(1, total)  # noqa: S311  (not security: A/B assignment)
-    else:
-        point = normalized_hash(identifier, group_id, total, VARIANT_SEED)
-    counter = 0
-    for variant in chosen:
-        counter += variant.weight
-        if counter >= point:
-            return variant
-    return None  # unreachable: the last counter equals total ≥ point
-
-
-# --- gates -------------------------------------------------------------------
+# --- gates (the simple form) ---------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class BooleanGate:
     """The flag's on/off switch: off short-circuits everything else."""
@@ -210,7 +222,7 @@ def gates_of(flag: Flag) -> tuple[Gate, ...]:
     )
 
 
-# --- evaluation --------------------------------------------------------------
+# --- evaluation ----------------------------------------------------------------------
 Check = Callable[[str | None], bool]
 
 
@@ -223,7 +235,7 @@ def _on(_target_id: str | None) -> bool:
 
 
 def compile_check(flag: Flag) -> Check:
-    """The gates of `flag` as one closure: the hot path of `is_enabled`."""
+    """The gates of a simple `flag` as one closure: the hot path of `is_enabled`."""
     if not flag.enabled:
         return _off
     block, allow, rollout, key = flag.block, flag.allow, flag.rollout, flag.key
@@ -244,50 +256,183 @@ def compile_check(flag: Flag) -> Check:
 
 
 @dataclass(frozen=True, slots=True)
+class VariantRule:
+    """A strategy that carries variants: when it matches, they are the ones chosen from."""
+
+    test: Test
+    variants: tuple[Variant, ...]
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledFlag:
     flag: Flag
     gates: tuple[Gate, ...]
-    check: Check
+    tests: tuple[Test, ...] = ()
+    variant_rules: tuple[VariantRule, ...] = ()
+    broken: bool = False
 
     @classmethod
-    def of(cls, flag: Flag) -> CompiledFlag:
-        return cls(flag, gates_of(flag), compile_check(flag))
+    def of(cls, flag: Flag, segments: Mapping[int, Segment] | None = None) -> CompiledFlag:
+        if flag.simple:
+            return cls(flag, gates_of(flag))
+        segments = segments or {}
+        try:
+            tests = tuple(compile_strategy(s, flag.key, segments) for s in flag.strategies)
+        except BrokenRule:
+            return cls(flag, gates_of(flag), broken=True)
+        rules = tuple(
+            VariantRule(
+                test,
+                tuple(replace(v, stickiness=strategy.stickiness, overrides=()) for v in variants),
+                strategy.group_id or flag.key,
+            )
+            for strategy, test in zip(flag.strategies, tests, strict=True)
+            if (variants := strategy.variants) is not None
+        )
+        return cls(flag, gates_of(flag), tests, rules)
 
-    def evaluate(self, target_id: str | None = None) -> Evaluation:
-        reason = Reason.ROLLOUT_MISS
-        for gate in self.gates:
-            decision = gate.decide(target_id)
-            if decision is not None:
-                reason = decision
+    @property
+    def check(self) -> Check:
+        """`is_enabled` for a flag with no parents (see `FlagSnapshot` for the rest)."""
+        if self.flag.simple:
+            return compile_check(self.flag)
+        if not self.flag.enabled or self.broken:
+            return _off
+        field_name, tests = self.flag.target.context_field, self.tests
+        if not tests:
+            return _on
+
+        def check(target_id: str | None) -> bool:
+            context = EMPTY_CONTEXT.with_value(field_name, target_id)
+            return any(test(context) for test in tests)
+
+        return check
+
+    def target_of(self, context: EvaluationContext, target_id: str | None) -> str | None:
+        if target_id is not None:
+            return target_id
+        return context.value(self.flag.target.context_field)
+
+    def decide(self, context: EvaluationContext, target_id: str | None) -> Reason:
+        """The flag's own decision (its parents aside)."""
+        if not self.flag.enabled:
+            return Reason.DISABLED
+        if self.flag.simple:
+            subject = self.target_of(context, target_id)
+            for gate in self.gates:
+                decision = gate.decide(subject)
+                if decision is not None:
+                    return decision
+            return Reason.ROLLOUT_MISS  # unreachable: the percentage gate always decides
+        if self.broken:
+            return Reason.INVALID_DEFINITION
+        if not self.tests or any(test(context) for test in self.tests):
+            return Reason.STRATEGY_MATCH
+        return Reason.NO_STRATEGY_MATCH
+
+    def variant(self, context: EvaluationContext, target_id: str | None) -> Variant | None:
+        """The variant for `context`, whether or not the flag is on (parents ask it so)."""
+        if self.flag.simple:
+            subject = self.target_of(context, target_id)
+            if subject is not None:
+                context = context.with_value("userId", subject)
+            return choose_variant(self.flag.variants, self.flag.key, context)
+        for rule in self.variant_rules:
+            if rule.test(context):
+                if rule.variants:
+                    return choose_variant(rule.variants, rule.group_id, context)
                 break
-        enabled = reason in ON_REASONS
-        variant = None
-        if enabled and self.flag.variants:
-            variant = choose_variant(self.flag.variants, self.flag.key, target_id)
-        return Evaluation(self.flag.key, enabled, reason, variant, target_id)
+        return choose_variant(self.flag.variants, self.flag.key, context)
 
 
 @dataclass(frozen=True)
 class FlagSnapshot:
-    """Every flag at one moment, compiled. Replaced whole, never mutated."""
+    """Every flag and segment at one moment, compiled. Replaced whole, never mutated."""
 
     flags: Mapping[str, CompiledFlag] = field(default_factory=dict)
     checks: Mapping[str, Check] = field(default_factory=dict)
+    segments: Mapping[int, Segment] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, flags: Iterable[Flag]) -> FlagSnapshot:
-        compiled = {flag.key: CompiledFlag.of(flag) for flag in flags}
-        return cls(compiled, {key: item.check for key, item in compiled.items()})
+    def of(cls, flags: Iterable[Flag], segments: Iterable[Segment] = ()) -> FlagSnapshot:
+        by_id = {segment.id: segment for segment in segments}
+        compiled = {flag.key: CompiledFlag.of(flag, by_id) for flag in flags}
+        checks: dict[str, Check] = {}
+        snapshot = cls(compiled, checks, by_id)
+        for key, item in compiled.items():
+            if item.flag.dependencies:
+                checks[key] = snapshot._dependent_check(key)
+            else:
+                checks[key] = item.check
+        return snapshot
+
+    def _dependent_check(self, key: str) -> Check:
+        return lambda target_id: self.evaluate(key, target_id).enabled
 
     def is_enabled(self, key: str, target_id: str | None = None) -> bool:
         check = self.checks.get(key)
         return check(target_id) if check is not None else False
 
-    def evaluate(self, key: str, target_id: str | None = None) -> Evaluation:
+    def evaluate(
+        self,
+        key: str,
+        target_id: str | None = None,
+        context: EvaluationContext | None = None,
+    ) -> Evaluation:
+        """How `key` decides for `target_id` (the flag's target field) and `context`."""
         compiled = self.flags.get(key)
         if compiled is None:
             return Evaluation(key, False, Reason.FLAG_NOT_FOUND, None, target_id)
-        return compiled.evaluate(target_id)
+        context = context or EMPTY_CONTEXT
+        field_name = compiled.flag.target.context_field
+        if target_id is not None and context.value(field_name) is None:
+            context = context.with_value(field_name, target_id)
+        reason = self._reason(compiled, context, target_id)
+        enabled = reason in ON_REASONS
+        variant = compiled.variant(context, target_id) if enabled else None
+        return Evaluation(key, enabled, reason, variant, compiled.target_of(context, target_id))
+
+    def _reason(
+        self, compiled: CompiledFlag, context: EvaluationContext, target_id: str | None
+    ) -> Reason:
+        if not compiled.flag.enabled:
+            return Reason.DISABLED
+        for dependency in compiled.flag.dependencies:
+            if not self._satisfied(dependency, context):
+                return Reason.DEPENDENCY_NOT_MET
+        return compiled.decide(context, target_id)
+
+    def _satisfied(self, dependency: Dependency, context: EvaluationContext) -> bool:
+        parent = self.flags.get(dependency.feature)
+        if parent is None or parent.flag.dependencies:
+            return False  # a missing parent, or a chain: Unleash allows one level only
+        if dependency.variants is not None:
+            variant = parent.variant(context, None)
+            if (
+                variant is not None
+                and dependency.variants
+                and variant.name not in dependency.variants
+            ):
+                return False
+        return (parent.decide(context, None) in ON_REASONS) is dependency.enabled
+
+
+__all__ = [
+    "VARIANT_SEED",
+    "CompiledFlag",
+    "Dependency",
+    "Evaluation",
+    "Flag",
+    "FlagSnapshot",
+    "Reason",
+    "Segment",
+    "Strategy",
+    "Target",
+    "Variant",
+    "choose_variant",
+    "normalized_hash",
+]
 
 
 # --- the defaults of the original ---------------------------------------------

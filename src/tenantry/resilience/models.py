@@ -1,4 +1,4 @@
-"""The flag tables (created by migration resilience_0001)."""
+"""The flag tables (migrations resilience_0001 and resilience_0002)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ class FlagRow(Base):
     allow: Mapped[list[str]] = mapped_column(JSON, default=list)
     block: Mapped[list[str]] = mapped_column(JSON, default=list)
     variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    strategies: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    dependencies: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -37,3 +39,13 @@ class FlagAuditRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class SegmentRow(Base):
+    __tablename__ = "tenantry_flag_segments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    constraints: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -26,7 +26,8 @@ from openfeature.flag_evaluation import Reason as OFReason
 from openfeature.provider import AbstractProvider
 from openfeature.provider.metadata import Metadata
 
-from tenantry.resilience.flags import Evaluation, Flag, Reason
+from tenantry.resilience.context import EvaluationContext as FlagContext
+from tenantry.resilience.flags import Evaluation, Flag, Reason, Segment
 from tenantry.resilience.service import FlagService
 
 T = TypeVar("T")
@@ -44,6 +45,24 @@ def _reason(evaluation: Evaluation, rollout: int | None) -> str:
     return OFReason.SPLIT
 
 
+def tenantry_context(context: EvaluationContext | None) -> FlagContext | None:
+    """OpenFeature's attributes as Tenantry's context: Unleash's field names are fields
+    (userId, companyId, sessionId, remoteAddress, environment, appName, currentTime),
+    any other attribute a property; the targeting key stays the flag's target id."""
+    if context is None or not context.attributes:
+        return None
+    return FlagContext.of(
+        {
+            **{name: value for name, value in context.attributes.items() if value is not None},
+            "properties": {
+                name: value
+                for name, value in context.attributes.items()
+                if value is not None and name not in FlagContext.FIELD_NAMES
+            },
+        }
+    )
+
+
 class TenantryProvider(AbstractProvider):
     def __init__(self, flags: FlagService) -> None:
         super().__init__()
@@ -51,7 +70,7 @@ class TenantryProvider(AbstractProvider):
         self._known = {key: c.flag for key, c in flags.snapshot.flags.items()}
         flags.store.add_listener(self._on_snapshot)
 
-    def _on_snapshot(self, flags: list[Flag]) -> None:
+    def _on_snapshot(self, flags: list[Flag], _segments: list[Segment]) -> None:
         """Tell OpenFeature which flags changed (a change here or in another process)."""
         current = {flag.key: flag for flag in flags}
         changed = sorted(
@@ -70,7 +89,7 @@ class TenantryProvider(AbstractProvider):
         self, flag_key: str, context: EvaluationContext | None
     ) -> tuple[Evaluation, int | None]:
         target_id = context.targeting_key if context is not None else None
-        evaluation = self.flags.evaluate(flag_key, target_id)
+        evaluation = self.flags.evaluate(flag_key, target_id, tenantry_context(context))
         compiled = self.flags.snapshot.flags.get(flag_key)
         return evaluation, compiled.flag.rollout if compiled else None
 

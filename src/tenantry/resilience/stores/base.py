@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from tenantry.errors import Conflict, NotFound
-from tenantry.resilience.flags import Flag
+from tenantry.resilience.flags import Flag, Segment
 
 Change = Callable[[Flag], Flag]
 
@@ -50,6 +50,35 @@ class FlagStore(Protocol):
         """The newest `limit` audit entries for `key`, newest first."""
         ...
 
+    async def segments(self) -> list[Segment]:
+        """Every segment, ordered by id."""
+        ...
+
+    async def put_segment(self, segment: Segment, *, actor: str) -> Segment:
+        """Creates or replaces the segment of `segment.id`; audited under `segment_key(id)`."""
+        ...
+
+    async def delete_segment(self, segment_id: int, *, actor: str) -> Segment:
+        """Removes the segment; `NotFound` when there is none."""
+        ...
+
+    async def replace_many(
+        self, flags: Sequence[Flag], segments: Sequence[Segment], *, actor: str, action: str
+    ) -> list[Flag]:
+        """In one transaction: `segments` replace those of their ids, `flags` those of their
+        keys (created at version 1, or one version on; unchanged ones untouched), each
+        audited with `action`. All or nothing. Returns the stored flags."""
+        ...
+
+
+def segment_key(segment_id: int) -> str:
+    """The audit key of a segment's changes (flag keys cannot start with '#')."""
+    return f"#segment-{segment_id}"
+
+
+def segment_not_found(segment_id: int) -> NotFound:
+    return NotFound(f"no segment {segment_id}", details={"segment": segment_id})
+
 
 def flag_not_found(key: str) -> NotFound:
     return NotFound(f"no feature flag {key!r}", details={"key": key})
@@ -65,3 +94,10 @@ def apply_change(current: Flag, change: Change) -> Flag | None:
     if proposed.same_definition(current):
         return None
     return Flag.from_dict({**proposed.to_dict(), "version": current.version + 1})
+
+
+def replaced(current: Flag | None, proposed: Flag) -> Flag | None:
+    """`proposed` as stored over `current` (version 1 or one on), None when nothing changes."""
+    if current is None:
+        return Flag.from_dict({**proposed.to_dict(), "version": 1})
+    return apply_change(current, lambda _flag: proposed)

@@ -2,35 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenantry.db import Database, utcnow
-from tenantry.resilience.flags import Flag, Target, Variant
-from tenantry.resilience.models import FlagAuditRow, FlagRow
+from tenantry.resilience.flags import Flag, Segment
+from tenantry.resilience.models import FlagAuditRow, FlagRow, SegmentRow
 from tenantry.resilience.stores.base import (
     AuditEntry,
     Change,
     apply_change,
     flag_conflict,
     flag_not_found,
+    replaced,
+    segment_key,
+    segment_not_found,
 )
 
 
 def _flag_of(row: FlagRow) -> Flag:
-    return Flag(
-        key=row.key,
-        description=row.description,
-        enabled=row.enabled,
-        target=Target(row.target),
-        rollout=row.rollout,
-        allow=frozenset(row.allow),
-        block=frozenset(row.block),
-        variants=tuple(
-            Variant(v["name"], int(v["weight"]), v.get("payload")) for v in row.variants
-        ),
-        version=row.version,
+    return Flag.from_dict(
+        {
+            "key": row.key,
+            "description": row.description,
+            "enabled": row.enabled,
+            "target": row.target,
+            "rollout": row.rollout,
+            "allow": row.allow,
+            "block": row.block,
+            "variants": row.variants,
+            "strategies": row.strategies,
+            "dependencies": row.dependencies,
+            "version": row.version,
+        }
+    )
+
+
+def _segment_of(row: SegmentRow) -> Segment:
+    return Segment.from_dict(
+        {
+            "id": row.id,
+            "name": row.name,
+            "description": row.description,
+            "constraints": row.constraints,
+        }
     )
 
 
@@ -43,6 +61,8 @@ def _write(row: FlagRow, flag: Flag) -> None:
     row.allow = data["allow"]
     row.block = data["block"]
     row.variants = data["variants"]
+    row.strategies = data["strategies"]
+    row.dependencies = data["dependencies"]
     row.version = flag.version
     row.updated_at = utcnow()
 
@@ -121,6 +141,66 @@ class DatabaseFlagStore:
                 for r in rows
             ]
 
+    async def segments(self) -> list[Segment]:
+        async with self._db.session() as session:
+            rows = (await session.scalars(select(SegmentRow).order_by(SegmentRow.id))).all()
+            return [_segment_of(row) for row in rows]
+
+    async def put_segment(self, segment: Segment, *, actor: str) -> Segment:
+        async with self._db.session() as session:
+            await self._put_segment(session, segment, actor, "segment")
+            return segment
+
+    async def delete_segment(self, segment_id: int, *, actor: str) -> Segment:
+        async with self._db.session() as session:
+            row = await session.get(SegmentRow, segment_id, with_for_update=True)
+            if row is None:
+                raise segment_not_found(segment_id)
+            current = _segment_of(row)
+            await session.delete(row)
+            session.add(
+                self._audit_row(segment_key(segment_id), "segment-delete", actor, current, None)
+            )
+            return current
+
+    async def replace_many(
+        self, flags: Sequence[Flag], segments: Sequence[Segment], *, actor: str, action: str
+    ) -> list[Flag]:
+        async with self._db.session() as session:  # one transaction: all or nothing
+            for segment in segments:
+                await self._put_segment(session, segment, actor, action)
+            stored = []
+            for flag in flags:
+                await self._lock_for_write(session, flag.key)
+                row = await session.get(FlagRow, flag.key, with_for_update=True)
+                current = _flag_of(row) if row is not None else None
+                new = replaced(current, flag)
+                if new is None:
+                    stored.append(current or flag)
+                    continue
+                if row is None:
+                    row = FlagRow(key=flag.key, created_at=utcnow())
+                    session.add(row)
+                _write(row, new)
+                session.add(self._audit_row(flag.key, action, actor, current, new))
+                stored.append(new)
+            return stored
+
+    async def _put_segment(
+        self, session: AsyncSession, segment: Segment, actor: str, action: str
+    ) -> None:
+        row = await session.get(SegmentRow, segment.id, with_for_update=True)
+        current = _segment_of(row) if row is not None else None
+        if current == segment:
+            return
+        if row is None:
+            row = SegmentRow(id=segment.id)
+            session.add(row)
+        data = segment.to_dict()
+        row.name, row.description = segment.name, segment.description
+        row.constraints, row.updated_at = data["constraints"], utcnow()
+        session.add(self._audit_row(segment_key(segment.id), action, actor, current, segment))
+
     async def _lock_for_write(self, session: AsyncSession, key: str) -> None:
         """SQLite ignores FOR UPDATE and its driver reads outside the transaction until the
         first write; a no-op write first takes SQLite's write lock, so read-modify-write is
@@ -132,7 +212,11 @@ class DatabaseFlagStore:
 
     @staticmethod
     def _audit_row(
-        key: str, action: str, actor: str, before: Flag | None, after: Flag | None
+        key: str,
+        action: str,
+        actor: str,
+        before: Flag | Segment | None,
+        after: Flag | Segment | None,
     ) -> FlagAuditRow:
         return FlagAuditRow(
             flag_key=key,

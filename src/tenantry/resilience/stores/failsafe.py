@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 from tenantry.errors import ServiceUnavailable, TenantryError
-from tenantry.resilience.flags import Flag
+from tenantry.resilience.flags import Flag, Segment
 from tenantry.resilience.stores.base import AuditEntry, Change, FlagStore
 
 log = logging.getLogger("tenantry.resilience")
+T = TypeVar("T")
 
 
 class FailsafeStore:
@@ -22,6 +24,7 @@ class FailsafeStore:
     def __init__(self, inner: FlagStore) -> None:
         self.inner = inner
         self._last: dict[str, Flag] | None = None
+        self._last_segments: list[Segment] | None = None
         self.degraded = False
 
     async def all(self) -> list[Flag]:
@@ -68,7 +71,48 @@ class FailsafeStore:
         except Exception as exc:
             raise _unavailable(exc) from exc
 
-    async def _write(self, operation: Awaitable[Flag]) -> Flag:
+    async def segments(self) -> list[Segment]:
+        try:
+            segments = await self.inner.segments()
+        except TenantryError:
+            raise
+        except Exception as exc:
+            if self._last_segments is None:
+                raise _unavailable(exc) from exc
+            return list(self._last_segments)
+        self._last_segments = segments
+        return segments
+
+    async def put_segment(self, segment: Segment, *, actor: str) -> Segment:
+        stored = await self._write(self.inner.put_segment(segment, actor=actor))
+        self._remember_segments([stored])
+        return stored
+
+    async def delete_segment(self, segment_id: int, *, actor: str) -> Segment:
+        deleted = await self._write(self.inner.delete_segment(segment_id, actor=actor))
+        if self._last_segments is not None:
+            self._last_segments = [s for s in self._last_segments if s.id != segment_id]
+        return deleted
+
+    async def replace_many(
+        self, flags: Sequence[Flag], segments: Sequence[Segment], *, actor: str, action: str
+    ) -> list[Flag]:
+        stored = await self._write(
+            self.inner.replace_many(flags, segments, actor=actor, action=action)
+        )
+        for flag in stored:
+            self._remember(flag.key, flag)
+        self._remember_segments(segments)
+        return stored
+
+    def _remember_segments(self, segments: Sequence[Segment]) -> None:
+        if self._last_segments is None:
+            return
+        by_id = {segment.id: segment for segment in self._last_segments}
+        by_id.update((segment.id, segment) for segment in segments)
+        self._last_segments = [by_id[key] for key in sorted(by_id)]
+
+    async def _write(self, operation: Awaitable[T]) -> T:
         try:
             return await operation
         except TenantryError:

@@ -1,23 +1,25 @@
-"""`MemoizedStore`: reads from an in-memory copy of every flag; listeners hear each copy."""
+"""`MemoizedStore`: reads from an in-memory copy of every flag and segment; listeners hear
+each copy."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tenantry.errors import NotFound
-from tenantry.resilience.flags import Flag
+from tenantry.resilience.flags import Flag, Segment
 from tenantry.resilience.stores.base import AuditEntry, Change, FlagStore
 
-SnapshotListener = Callable[[list[Flag]], None]
+SnapshotListener = Callable[[list[Flag], list[Segment]], None]
 
 
 class MemoizedStore:
-    """An in-memory copy of every flag; `refresh()` reloads it from the wrapped store."""
+    """An in-memory copy of every flag and segment; `refresh()` reloads it from the store."""
 
     def __init__(self, inner: FlagStore) -> None:
         self.inner = inner
         self._flags: dict[str, Flag] = {}
+        self._segments: dict[int, Segment] = {}
         self._listeners: list[SnapshotListener] = []
         self._refresh_lock = asyncio.Lock()
 
@@ -27,7 +29,8 @@ class MemoizedStore:
     async def refresh(self) -> list[Flag]:
         async with self._refresh_lock:
             flags = await self.inner.all()
-            self._replace({flag.key: flag for flag in flags})
+            segments = await self.inner.segments()
+            self._replace({flag.key: flag for flag in flags}, {s.id: s for s in segments})
             return flags
 
     async def all(self) -> list[Flag]:
@@ -62,12 +65,40 @@ class MemoizedStore:
     async def audit(self, key: str, limit: int = 100) -> list[AuditEntry]:
         return await self.inner.audit(key, limit)
 
+    async def segments(self) -> list[Segment]:
+        return [self._segments[key] for key in sorted(self._segments)]
+
+    async def put_segment(self, segment: Segment, *, actor: str) -> Segment:
+        stored = await self.inner.put_segment(segment, actor=actor)
+        self._replace(self._flags, {**self._segments, stored.id: stored})
+        return stored
+
+    async def delete_segment(self, segment_id: int, *, actor: str) -> Segment:
+        deleted = await self.inner.delete_segment(segment_id, actor=actor)
+        segments = {k: v for k, v in self._segments.items() if k != segment_id}
+        self._replace(self._flags, segments)
+        return deleted
+
+    async def replace_many(
+        self, flags: Sequence[Flag], segments: Sequence[Segment], *, actor: str, action: str
+    ) -> list[Flag]:
+        stored = await self.inner.replace_many(flags, segments, actor=actor, action=action)
+        self._replace(
+            {**self._flags, **{flag.key: flag for flag in stored}},
+            {**self._segments, **{segment.id: segment for segment in segments}},
+        )
+        return stored
+
     def _forget(self, key: str) -> None:
         if key in self._flags:
             self._replace({k: v for k, v in self._flags.items() if k != key})
 
-    def _replace(self, flags: dict[str, Flag]) -> None:
-        self._flags = flags  # one reference swap: readers never see a half-built dict
+    def _replace(self, flags: dict[str, Flag], segments: dict[int, Segment] | None = None) -> None:
+        # One reference swap each: readers never see a half-built dict.
+        self._flags = flags
+        if segments is not None:
+            self._segments = segments
         ordered = [flags[key] for key in sorted(flags)]
+        ordered_segments = [self._segments[key] for key in sorted(self._segments)]
         for listener in self._listeners:
-            listener(ordered)
+            listener(ordered, ordered_segments)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 from tenantry.db import utcnow
-from tenantry.resilience.flags import Flag
+from tenantry.resilience.flags import Flag, Segment
 from tenantry.resilience.stores.base import (
     AuditEntry,
     Change,
     apply_change,
     flag_conflict,
     flag_not_found,
+    replaced,
+    segment_key,
+    segment_not_found,
 )
 
 
@@ -20,6 +25,7 @@ class MemoryFlagStore:
 
     def __init__(self) -> None:
         self._flags: dict[str, Flag] = {}
+        self._segments: dict[int, Segment] = {}
         self._audit: list[AuditEntry] = []
         self._lock = asyncio.Lock()
 
@@ -62,8 +68,53 @@ class MemoryFlagStore:
         entries = [entry for entry in reversed(self._audit) if entry.key == key]
         return entries[:limit]
 
+    async def segments(self) -> list[Segment]:
+        return [self._segments[key] for key in sorted(self._segments)]
+
+    async def put_segment(self, segment: Segment, *, actor: str) -> Segment:
+        async with self._lock:
+            self._put_segment(segment, actor, "segment")
+            return segment
+
+    async def delete_segment(self, segment_id: int, *, actor: str) -> Segment:
+        async with self._lock:
+            current = self._segments.pop(segment_id, None)
+            if current is None:
+                raise segment_not_found(segment_id)
+            self._log(segment_key(segment_id), "segment-delete", actor, current, None)
+            return current
+
+    async def replace_many(
+        self, flags: Sequence[Flag], segments: Sequence[Segment], *, actor: str, action: str
+    ) -> list[Flag]:
+        async with self._lock:  # nothing below can fail half-way: all or nothing
+            for segment in segments:
+                self._put_segment(segment, actor, action)
+            stored = []
+            for flag in flags:
+                current = self._flags.get(flag.key)
+                new = replaced(current, flag)
+                if new is None:
+                    stored.append(flag if current is None else current)
+                    continue
+                self._flags[flag.key] = new
+                self._log(flag.key, action, actor, current, new)
+                stored.append(new)
+            return stored
+
+    def _put_segment(self, segment: Segment, actor: str, action: str) -> None:
+        current = self._segments.get(segment.id)
+        if current != segment:
+            self._segments[segment.id] = segment
+            self._log(segment_key(segment.id), action, actor, current, segment)
+
     def _log(
-        self, key: str, action: str, actor: str, before: Flag | None, after: Flag | None
+        self,
+        key: str,
+        action: str,
+        actor: str,
+        before: Flag | Segment | None,
+        after: Flag | Segment | None,
     ) -> None:
         self._audit.append(
             AuditEntry(
@@ -72,7 +123,11 @@ class MemoryFlagStore:
                 action=action,
                 actor=actor,
                 at=utcnow(),
-                before=before.to_dict() if before else None,
-                after=after.to_dict() if after else None,
+                before=_data(before),
+                after=_data(after),
             )
         )
+
+
+def _data(item: Flag | Segment | None) -> dict[str, Any] | None:
+    return item.to_dict() if item is not None else None
