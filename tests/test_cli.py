@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,3 +57,39 @@ def test_bad_company_id_is_refused(tmp_path: Path, database_url: str) -> None:
     result = run(["keys", "create", "--company", "../../etc"], tmp_path, database_url)
     assert result.returncode == 1
     assert "companyId must be" in result.stderr
+
+
+def test_flags_import_then_export(tmp_path: Path, database_url: str) -> None:
+    document = {
+        "version": 2,
+        "features": [
+            {"name": "eu.checkout", "enabled": True, "strategies": [
+                {"name": "flexibleRollout", "parameters": {"rollout": "40", "stickiness": "userId"},
+                 "segments": [1]}]},
+        ],
+        "segments": [{"id": 1, "name": "eu", "constraints": [
+            {"contextName": "region", "operator": "IN", "values": ["eu"]}]}],
+    }  # fmt: skip
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps(document))
+    imported = run(["flags", "import", str(path)], tmp_path, database_url)
+    assert imported.returncode == 0, imported.stderr
+    assert "Imported 1 feature flag(s)." in imported.stdout
+
+    exported = json.loads(run(["flags", "export"], tmp_path, database_url).stdout)
+    features = {feature["name"]: feature for feature in exported["features"]}
+    assert features["eu.checkout"]["strategies"][0]["parameters"]["rollout"] == "40"
+    assert features["eu.checkout"]["strategies"][0]["segments"] == [1]
+    assert "core-api" not in features  # the CLI does not seed the defaults: the service does
+    region = {"contextName": "region", "operator": "IN", "values": ["eu"]}
+    assert exported["segments"] == [
+        {"id": 1, "name": "eu", "description": "", "constraints": [
+            {**region, "inverted": False, "caseInsensitive": False}]}
+    ]  # fmt: skip
+
+    path.write_text('{"version": 2, "features": [{"name": "x", "enabled": "maybe"}]}')
+    refused = run(["flags", "import", str(path)], tmp_path, database_url)
+    assert refused.returncode == 1
+    assert "feature 'x': enabled" in refused.stderr
+    path.write_text("{not json")
+    assert run(["flags", "import", str(path)], tmp_path, database_url).returncode == 1

@@ -18,7 +18,9 @@ from tenantry.jobs.routes import router as jobs_router
 from tenantry.metrics import Metrics, MetricsMiddleware
 from tenantry.openapi import install_openapi
 from tenantry.queries.routes import router as queries_router
+from tenantry.resilience.rollout_routes import router as rollouts_router
 from tenantry.resilience.routes import install as install_resilience
+from tenantry.resilience.usage_routes import router as flag_usage_router
 from tenantry.settings import Settings, load_settings
 from tenantry.storage.multipart import FORM_OVERHEAD
 from tenantry.storage.routes import UPLOAD_PATH
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastA
     app.include_router(health_routes.router)
     app.include_router(keys_routes.router)
     install_resilience(app)  # its routes, the circuit fallbacks, maintenance mode
+    app.include_router(flag_usage_router)  # flag usage and the stale-flag report
+    app.include_router(rollouts_router)  # rollout plans and scheduled flag changes
     app.include_router(queries_router)
     app.include_router(storage_router)
     app.include_router(jobs_router)

@@ -1,10 +1,14 @@
-"""The command line: tenantry serve | db upgrade | keys create/list/revoke."""
+"""The command line: tenantry serve | worker | db upgrade | keys create/list/revoke |
+flags import/export | migrate-storage."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -13,13 +17,18 @@ from rich.table import Table
 from tenantry import db as database
 from tenantry.auth import KeyRecords, KeyStore
 from tenantry.errors import TenantryError
+from tenantry.resilience.service import FlagService
+from tenantry.resilience.stores.database import DatabaseFlagStore
+from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Tenantry: storage, jobs, query insight and resilience for tenants.")
 db_app = typer.Typer(help="The project's own database tables.")
 keys_app = typer.Typer(help="Company API keys.")
+flags_app = typer.Typer(help="Feature flags as Unleash client-features documents.")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(flags_app, name="flags")
 
 console = Console()
 errors = Console(stderr=True)
@@ -34,7 +43,8 @@ def settings_or_exit() -> Settings:
         raise typer.Exit(2) from None
 
 
-def run_with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
+def run_with_database(action: Callable[[database.Database], Awaitable[T]]) -> T:
+    """`action` on the configured database (migrated first); a TenantryError exits 1."""
     settings = settings_or_exit()
     url = settings.effective_database_url
     database.upgrade(url)
@@ -42,7 +52,7 @@ def run_with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
     async def main() -> T:
         db = database.Database(url)
         try:
-            return await action(KeyStore(KeyRecords(db), admin_token=None))
+            return await action(db)
         finally:
             await db.dispose()
 
@@ -51,6 +61,19 @@ def run_with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
     except TenantryError as exc:
         errors.print(f"[red]Error:[/red] {exc.message}", highlight=False)
         raise typer.Exit(1) from None
+
+
+def run_with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
+    return run_with_database(lambda db: action(KeyStore(KeyRecords(db), admin_token=None)))
+
+
+def run_with_flags(action: Callable[[FlagService], Awaitable[T]]) -> T:
+    async def with_flags(db: database.Database) -> T:
+        flags = FlagService(MemoizedStore(DatabaseFlagStore(db)))
+        await flags.refresh()
+        return await action(flags)
+
+    return run_with_database(with_flags)
 
 
 @app.command()
@@ -134,6 +157,34 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) ->
     """Revoke a key: it stops working at once."""
     info = run_with_keys(lambda keys: keys.revoke(key_id))
     console.print(f"Key {info.id} of company {info.company_id} revoked.")
+
+
+@flags_app.command("import")
+def flags_import(
+    file: Annotated[Path, typer.Argument(help="An Unleash client features document; '-': stdin.")],
+) -> None:
+    """Import flags and segments: same names replaced, the rest untouched, all or nothing.
+
+    Running services pick the change up within FLAGS_REFRESH_SECONDS.
+    """
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        document: Any = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        errors.print(f"[red]Error:[/red] cannot read {file}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    imported = run_with_flags(lambda flags: flags.import_document(document, actor="cli"))
+    console.print(f"Imported {imported} feature flag(s).")
+
+
+@flags_app.command("export")
+def flags_export() -> None:
+    """Print every flag and segment as an Unleash client features document (JSON)."""
+
+    async def export(flags: FlagService) -> dict[str, Any]:
+        return flags.export_document()
+
+    print(json.dumps(run_with_flags(export), indent=2, ensure_ascii=False))
 
 
 @app.command("migrate-storage")

@@ -17,6 +17,7 @@ from tenantry.health import HealthChecks
 from tenantry.jobs.service import JobService
 from tenantry.metrics import Metrics
 from tenantry.queries.service import QueryOptimizer
+from tenantry.resilience.rollouts import RolloutRunner
 from tenantry.resilience.service import ResilienceService
 from tenantry.sessions import DashboardSessions
 from tenantry.settings import Settings
@@ -37,6 +38,7 @@ class Services:
     secret_key: str
     queries: QueryOptimizer
     resilience: ResilienceService
+    rollouts: RolloutRunner
     storage: StorageService
     jobs: JobService
     tenants: TenantService

@@ -184,6 +184,34 @@ class Settings(BaseSettings):
         30.0, gt=0, le=86400, validation_alias="FLAGS_REFRESH_SECONDS"
     )
     resilience_redis_sync: bool = Field(True, validation_alias="RESILIENCE_REDIS_SYNC")
+    flags_environment: str = Field(
+        "default", max_length=100, validation_alias="FLAGS_ENVIRONMENT"
+    )  # the `environment` of the contexts feature_gate builds
+    flags_app_name: str = Field("tenantry", max_length=100, validation_alias="FLAGS_APP_NAME")
+    flag_usage_flush_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        validation_alias="TENANTRY_FLAG_USAGE_FLUSH_SECONDS",
+        description="How often every process adds its flag evaluation counts to the shared ones.",
+    )
+    flag_usage_retention_days: int = Field(
+        30, ge=1, le=3660, validation_alias="TENANTRY_FLAG_USAGE_RETENTION_DAYS"
+    )
+    flag_stale_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        validation_alias="TENANTRY_FLAG_STALE_DAYS",
+        description="The stale-flag report's N days, unless a request names its own.",
+    )
+    rollout_tick_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        validation_alias="TENANTRY_ROLLOUT_TICK_SECONDS",
+        description="How often every process moves rollout plans and makes scheduled changes.",
+    )
 
     # --- jobs ----------------------------------------------------------------
     enable_job_queues: bool = Field(True, validation_alias="ENABLE_JOB_QUEUES")

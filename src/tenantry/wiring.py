@@ -6,8 +6,8 @@ module alone decides what goes behind which circuit breaker:
 
 | circuit    | what goes through it                                                 |
 | ---------- | -------------------------------------------------------------------- |
-| `database` | the API-key and dashboard-session tables, the flag store, /ready's   |
-|            | ping                                                                 |
+| `database` | the API-key and dashboard-session tables, the flag store, rollout    |
+|            | plans and scheduled flag changes, /ready's ping                      |
 | `redis`    | enqueueing a job (a job that cannot reach Redis waits in the outbox), |
 |            | /ready's ping                                                        |
 | `storage`  | every call to the object store (put, open, size, delete, sign, check) |
@@ -49,6 +49,8 @@ from tenantry.queries.service import QueryOptimizer, flag_gate
 from tenantry.resilience.breaker import Breaker, CircuitOpenError
 from tenantry.resilience.guard import guard
 from tenantry.resilience.registry import BreakerRegistry
+from tenantry.resilience.rollout_store import DatabaseRolloutStore
+from tenantry.resilience.rollouts import RolloutRunner
 from tenantry.resilience.service import (
     FlagService,
     ResilienceService,
@@ -59,6 +61,7 @@ from tenantry.resilience.stores.database import DatabaseFlagStore
 from tenantry.resilience.stores.failsafe import FailsafeStore
 from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.resilience.sync import RedisSync
+from tenantry.resilience.usage import FlagUsage, FlagUsageRecords
 from tenantry.sessions import DashboardSessions, SessionRecords
 from tenantry.settings import ConfigError, Settings, async_database_url
 from tenantry.storage.service import StorageService
@@ -94,6 +97,7 @@ async def build_services(
     flags = FlagService(memo, metrics.registry)
     queries = _queries(settings, db, flags, stack)
     resilience = await _resilience(settings, db, redis, breakers, flags, failsafe, stack)
+    rollouts = _rollouts(settings, db, breakers, flags, stack)
     tenants = _tenants(settings, db, redis, queries, stack)
     top_companies.register(metrics.registry, tenants.meter, settings.metrics_top_companies)
     storage = StorageService.from_settings(settings, db, secret_key, quota=tenants.quota)
@@ -123,6 +127,7 @@ async def build_services(
         secret_key=secret_key,
         queries=queries,
         resilience=resilience,
+        rollouts=rollouts,
         storage=storage,
         jobs=jobs,
         tenants=tenants,
@@ -226,7 +231,49 @@ async def _resilience(
     refresh = every(settings.flags_refresh_seconds, flags.refresh, name="periodic flag refresh")
     background.start(refresh, "flag-refresh")
     stack.push_async_callback(background.stop)
+    _flag_usage(settings, db, breakers, flags, stack)
     return resilience
+
+
+def _flag_usage(
+    settings: Settings,
+    db: database.Database,
+    breakers: BreakerRegistry,
+    flags: FlagService,
+    stack: AsyncExitStack,
+) -> FlagUsage:
+    """Each process's evaluation counts, flushed to the shared hourly figures."""
+    records = guard(FlagUsageRecords(db), breakers["database"], unavailable="the database")
+    usage = FlagUsage(
+        records,
+        flags.counts,
+        retention_days=settings.flag_usage_retention_days,
+        stale_days=settings.flag_stale_days,
+    )
+    flags.usage = usage
+    stack.push_async_callback(usage.close)  # what was counted since the last flush
+    background = Background()
+    flushing = every(settings.flag_usage_flush_seconds, usage.flush, name="flag usage flush")
+    background.start(flushing, "flag-usage-flush")
+    stack.push_async_callback(background.stop)
+    return usage
+
+
+def _rollouts(
+    settings: Settings,
+    db: database.Database,
+    breakers: BreakerRegistry,
+    flags: FlagService,
+    stack: AsyncExitStack,
+) -> RolloutRunner:
+    """Every process runs the plans and scheduled changes; the database makes each move once."""
+    store = guard(DatabaseRolloutStore(db), breakers["database"], unavailable="the database")
+    rollouts = RolloutRunner(store, flags, breakers)
+    background = Background()
+    ticking = every(settings.rollout_tick_seconds, rollouts.tick, name="rollout tick")
+    background.start(ticking, "rollout-tick")
+    stack.push_async_callback(background.stop)
+    return rollouts
 
 
 def _tenants(

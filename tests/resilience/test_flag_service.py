@@ -12,6 +12,7 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason as OFReason
 
 from tenantry.errors import InvalidInput, ServiceUnavailable
+from tenantry.resilience.constraints import Constraint
 from tenantry.resilience.flags import Flag, Target, Variant
 from tenantry.resilience.openfeature import TenantryProvider
 from tenantry.resilience.service import FlagService
@@ -19,6 +20,7 @@ from tenantry.resilience.stores.base import FlagStore
 from tenantry.resilience.stores.failsafe import FailsafeStore
 from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.resilience.stores.memory import MemoryFlagStore
+from tenantry.resilience.strategies import Strategy
 
 
 class Flaky:
@@ -136,6 +138,33 @@ async def test_openfeature_provider() -> None:
         mismatch = client.get_object_details("checkout", {"d": 1}, context)
         assert mismatch.value == {"d": 1}
         assert mismatch.error_code == ErrorCode.TYPE_MISMATCH
+    finally:
+        api.clear_providers()
+
+
+async def test_openfeature_passes_the_evaluation_context_through() -> None:
+    from openfeature import api
+    from openfeature.evaluation_context import EvaluationContext
+
+    flags = await service()
+    constraints = (
+        Constraint("plan", "IN", ("enterprise",)),
+        Constraint("companyId", "STR_STARTS_WITH", ("eu-",)),
+        Constraint("appVersion", "SEMVER_GTE", value="3.2.0"),
+    )
+    await flags.create(
+        Flag("eu-beta", enabled=True, strategies=(Strategy("default", {}, constraints),)),
+        actor="test",
+    )
+    api.set_provider(TenantryProvider(flags))
+    try:
+        client = api.get_client()
+        inside = {"companyId": "eu-acme", "plan": "enterprise", "appVersion": "3.4.0"}
+        assert client.get_boolean_value("eu-beta", False, EvaluationContext("u-1", inside))
+        for changed in ({"plan": "free"}, {"companyId": "us-acme"}, {"appVersion": "3.1.9"}):
+            context = EvaluationContext("u-1", {**inside, **changed})
+            assert client.get_boolean_value("eu-beta", True, context) is False, changed
+        assert client.get_boolean_value("eu-beta", True) is False  # no context: no match
     finally:
         api.clear_providers()
 

@@ -30,6 +30,14 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("PATCH", "/features/core-api", {"description": "x"}),
     ("DELETE", "/features/core-api", None),
     ("GET", "/features/core-api/audit", None),
+    ("POST", "/features/import", {"version": 2, "features": []}),
+    ("GET", "/features/export", None),
+    ("POST", "/features/core-api/evaluate", {"context": {"userId": "7"}}),
+    ("GET", "/segments", None),
+    ("POST", "/segments", {"name": "eu"}),
+    ("GET", "/segments/1", None),
+    ("PUT", "/segments/1", {"name": "eu"}),
+    ("DELETE", "/segments/1", None),
     ("GET", "/health", None),
 ]
 
@@ -50,6 +58,8 @@ async def test_every_route_needs_the_admin_key(
     if method == "DELETE" and path.endswith("/acme"):  # list the id first, as admin
         listed = path.rsplit("/", 1)[0]
         await client.post(BASE + listed, json={"targetId": "acme"}, headers=ADMIN)
+    if path == "/segments/1" and method != "PUT":  # make the segment first, as admin
+        await client.put(BASE + path, json={"name": "eu"}, headers=ADMIN)
     admin = await client.request(method, BASE + path, json=body, headers=ADMIN)
     assert admin.status_code in (200, 201, 204), admin.text
 
@@ -59,7 +69,7 @@ async def test_routes_are_in_the_openapi_schema(client: AsyncClient) -> None:
     for _, path, _ in ROUTES:
         template = BASE + path.split("?")[0].replace("/database", "/{name}").replace(
             "/core-api", "/{key}"
-        ).replace("/acme", "/{target_id}")
+        ).replace("/acme", "/{target_id}").replace("/segments/1", "/segments/{segment_id}")
         assert template in paths, template
 
 
@@ -195,10 +205,14 @@ async def test_duplicate_key_is_409(client: AsyncClient) -> None:
     assert response.json()["error"]["code"] == "CONFLICT"
 
 
+def _constrained(constraint: dict[str, Any]) -> dict[str, Any]:
+    return {"key": "x", "strategies": [{"name": "default", "constraints": [constraint]}]}
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"key": "bad key"}, "key"),
+        ({"key": "bad/key"}, "key"),
         ({"key": ""}, "key"),
         ({"key": "x", "rollout": 150}, "rollout"),
         ({"key": "x", "target": "planet"}, "target"),
@@ -217,6 +231,38 @@ async def test_bad_flag_bodies_are_422_naming_the_field(
     response = await client.post(f"{BASE}/features", json=body, headers=ADMIN)
     assert response.status_code == 422, response.text
     assert field in response.json()["error"]["message"]
+
+
+BAD_TARGETING = [
+    ({"key": "export"}, "key"),
+    ({"key": "x", "strategies": [{"name": "mine"}]}, "strategies[0].name"),
+    (
+        {
+            "key": "x",
+            "strategies": [{"name": "flexibleRollout", "parameters": {"rollout": "x"}}],
+        },
+        "strategies[0].parameters.rollout",
+    ),
+    (_constrained({"contextName": "v", "operator": "SEMVER_GT", "value": "v1"}), "value"),
+    (_constrained({"contextName": "v", "operator": "NUM_GT", "value": "many"}), "value"),
+    (_constrained({"contextName": "v", "operator": "DATE_AFTER", "value": "today"}), "value"),
+    (_constrained({"contextName": "v", "operator": "REGEX", "value": "(x"}), "value"),
+    (_constrained({"contextName": "v", "operator": "IN_CIDR", "values": ["x"]}), "values"),
+    (_constrained({"contextName": "v", "operator": "LIKE", "values": ["x"]}), "operator"),
+    (_constrained({"contextName": "v", "operator": "IN"}), "values"),
+    ({"key": "x", "strategies": [{"name": "default", "segments": [99]}]}, "segments"),
+    ({"key": "x", "dependencies": [{"feature": "nope"}]}, "dependencies[0].feature"),
+    ({"key": "x", "dependencies": [{"feature": "x"}]}, "dependencies[0].feature"),
+]
+
+
+async def test_bad_targeting_is_422_naming_the_field(client: AsyncClient) -> None:
+    for body, field in BAD_TARGETING:  # one app for all the cases
+        response = await client.post(f"{BASE}/features", json=body, headers=ADMIN)
+        assert response.status_code == 422, (body, response.text)
+        assert field in response.json()["error"]["message"], body
+    created = await client.post(f"{BASE}/features", json={"key": "x"}, headers=ADMIN)
+    assert created.status_code == 201  # nothing of the refused bodies was kept
 
 
 async def test_bad_target_ids_are_422(client: AsyncClient) -> None:

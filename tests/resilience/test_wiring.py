@@ -36,6 +36,13 @@ def add_demo_routes(app: FastAPI) -> None:
     async def mobile() -> dict[str, Any]:
         return {"ok": True}
 
+    @router.get(
+        "/eu-beta",
+        dependencies=[feature_gate("eu-beta", "company", context=lambda request: {"region": "eu"})],
+    )
+    async def eu_beta() -> dict[str, Any]:
+        return {"ok": True}
+
     @router.get("/ai")
     async def ai(
         breaker: Annotated[Breaker, circuit("ai-service", fallback={"items": [], "cached": True})],
@@ -81,6 +88,31 @@ async def test_feature_gate_by_company(
     off = await demo.get("/demo/recommendations", headers=company_keys["globex"])
     assert off.json()["error"]["details"]["reason"] == "disabled"
     assert (await demo.get("/demo/recommendations")).status_code == 401
+
+
+async def test_feature_gate_decides_on_the_whole_request_context(
+    app: FastAPI, demo: AsyncClient, company_keys: dict[str, dict[str, str]]
+) -> None:
+    """Plan (from the company), X-User-Id, the client address and the app's own properties."""
+    await app.state.services.tenants.put_company("acme", plan="enterprise")
+    constraints = [
+        {"contextName": "plan", "operator": "IN", "values": ["enterprise"]},
+        {"contextName": "region", "operator": "IN", "values": ["eu"]},
+        {"contextName": "userId", "operator": "STR_STARTS_WITH", "values": ["staff-"]},
+        {"contextName": "remoteAddress", "operator": "IN_CIDR", "values": ["127.0.0.0/8"]},
+    ]
+    flag = {"key": "eu-beta", "enabled": True,
+            "strategies": [{"name": "default", "constraints": constraints}]}  # fmt: skip
+    assert (await demo.post(f"{BASE}/features", json=flag, headers=ADMIN)).status_code == 201
+    staff = {**company_keys["acme"], "X-User-Id": "staff-7"}
+    allowed = await demo.get("/demo/eu-beta", headers=staff)
+    assert allowed.status_code == 200, allowed.text
+    customer = await demo.get("/demo/eu-beta", headers={**staff, "X-User-Id": "cust-1"})
+    assert customer.json()["error"]["details"]["reason"] == "no_strategy_match"
+    other_plan = await demo.get(
+        "/demo/eu-beta", headers={**company_keys["globex"], "X-User-Id": "staff-7"}
+    )
+    assert other_plan.status_code == 403
 
 
 async def test_feature_gate_by_user(demo: AsyncClient) -> None:

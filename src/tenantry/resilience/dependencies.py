@@ -9,7 +9,7 @@ async def recommendations(ai: Annotated[Breaker, circuit("ai-service", fallback=
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Request
@@ -18,30 +18,73 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantry.auth import Principal
-from tenantry.deps import get_principal
+from tenantry.deps import AUTHENTICATED, get_principal
 from tenantry.errors import Forbidden, error_body
 from tenantry.resilience.breaker import _MISSING, Breaker, CircuitOpenError, State
+from tenantry.resilience.context import EvaluationContext
 
 MAINTENANCE_FLAG = "maintenance-mode"
 USER_HEADER = "X-User-Id"
+SESSION_HEADER = "X-Session-Id"
+MAX_HEADER_ID = 256  # longer ids are not ids: they are left out of the context
 TargetSpec = Literal["company", "user"] | Callable[[Request], str | None] | None
+ContextSpec = Callable[[Request], Mapping[str, str] | Awaitable[Mapping[str, str]]] | None
 
 
 class FeatureDisabled(Forbidden):
     code = "FEATURE_DISABLED"
 
 
-def feature_gate(key: str, target: TargetSpec = None) -> Any:
+def _header_id(request: Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    return value if value and len(value) <= MAX_HEADER_ID else None
+
+
+async def request_context(request: Request, extra: ContextSpec = None) -> EvaluationContext:
+    """The evaluation context of a request: the authenticated company and its plan (as
+    property `plan`), X-User-Id, X-Session-Id, the client's address (uvicorn applies the
+    forwarded-header trust rule: FORWARDED_ALLOW_IPS), the configured environment and app
+    name, and whatever `extra(request)` adds as properties."""
+    services = request.app.state.services
+    principal = request.scope.get("state", {}).get(AUTHENTICATED)
+    company = principal.company_id if isinstance(principal, Principal) else None
+    properties: dict[str, str] = {}
+    if company is not None:
+        properties["plan"] = await services.tenants.plan_of(company)
+    if extra is not None:
+        added = extra(request)
+        properties.update(await added if isinstance(added, Awaitable) else added)
+    settings = services.settings
+    return EvaluationContext(
+        user_id=_header_id(request, USER_HEADER),
+        company_id=company,
+        session_id=_header_id(request, SESSION_HEADER),
+        remote_address=request.client.host if request.client else None,
+        environment=settings.flags_environment,
+        app_name=settings.flags_app_name,
+        properties=properties,
+    )
+
+
+def feature_gate(key: str, target: TargetSpec = None, context: ContextSpec = None) -> Any:
     """A dependency that answers 403 FEATURE_DISABLED unless `key` is on for the caller.
 
     `target`: None (no id: only 100 % rollouts and global switches apply), "company"
     (the authenticated caller's company; requires a key), "user" (the X-User-Id header),
-    or a function of the request returning the id.
+    or a function of the request returning the id. A flag with strategies decides on the
+    whole `request_context` (with `context(request)`'s properties added).
     """
 
-    def decide(request: Request, target_id: str | None) -> None:
+    async def context_for(request: Request, flag_key: str) -> EvaluationContext | None:
+        """Only a flag with strategies or parents looks at more than the target id."""
+        compiled = request.app.state.services.resilience.flags.snapshot.flags.get(flag_key)
+        if compiled is None or (compiled.flag.simple and not compiled.flag.dependencies):
+            return None
+        return await request_context(request, context)
+
+    async def decide(request: Request, target_id: str | None) -> None:
         flags = request.app.state.services.resilience.flags
-        evaluation = flags.evaluate(key, target_id)
+        evaluation = flags.evaluate(key, target_id, await context_for(request, key))
         if not evaluation.enabled:
             raise FeatureDisabled(
                 f"the feature {key!r} is not enabled"
@@ -54,7 +97,7 @@ def feature_gate(key: str, target: TargetSpec = None) -> Any:
         async def company_gate(
             request: Request, principal: Annotated[Principal, Depends(get_principal)]
         ) -> None:
-            decide(request, principal.company_id)
+            await decide(request, principal.company_id)
 
         return Depends(company_gate)
 
@@ -68,7 +111,7 @@ def feature_gate(key: str, target: TargetSpec = None) -> Any:
         raise ValueError(f"unknown feature_gate target {target!r}")
 
     async def gate(request: Request) -> None:
-        decide(request, resolve(request))
+        await decide(request, resolve(request))
 
     return Depends(gate)
 

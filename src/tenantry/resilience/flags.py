@@ -7,7 +7,8 @@ puts the id in or out of the rollout. The *strategy* form is Unleash's: an
 ordered list of strategies with constraints and segments (`strategies`), on when
 any matches. Either form may depend on parent flags (`Dependency`), as Unleash's
 dependent features do: a parent must exist, have no parents itself, be on (or
-off, if so asked) and, if variants are named, give one of them.
+off, if so asked) and, if variants are named, give one of them (a parent that
+gives no variant at all passes; an empty list names any).
 
 Bucketing is Unleash's normalized hash (see `variants`) with the flag key as
 group id, so a simple flag's rollout is `flexibleRollout` sticky on its target's
@@ -234,6 +235,13 @@ def _on(_target_id: str | None) -> bool:
     return True
 
 
+def _any(tests: tuple[Test, ...], context: EvaluationContext) -> bool:
+    for test in tests:  # noqa: SIM110  (a loop: no generator made per evaluation)
+        if test(context):
+            return True
+    return False
+
+
 def compile_check(flag: Flag) -> Check:
     """The gates of a simple `flag` as one closure: the hot path of `is_enabled`."""
     if not flag.enabled:
@@ -257,11 +265,29 @@ def compile_check(flag: Flag) -> Check:
 
 @dataclass(frozen=True, slots=True)
 class VariantRule:
-    """A strategy that carries variants: when it matches, they are the ones chosen from."""
+    """A strategy, for choosing a variant: the first that matches decides, with its own
+    variants if it has some, else with the flag's (as Unleash's engine does)."""
 
     test: Test
     variants: tuple[Variant, ...]
     group_id: str
+
+
+def _variant_rules(flag: Flag, tests: tuple[Test, ...]) -> tuple[VariantRule, ...]:
+    """One rule per strategy, or none at all when no strategy has variants of its own."""
+    if not any(strategy.variants for strategy in flag.strategies):
+        return ()
+    rules = []
+    for strategy, test in zip(flag.strategies, tests, strict=True):
+        # Unleash's engine sticks them to the strategy's own stickiness, as written.
+        stickiness = strategy.parameters.get("stickiness", "default")
+        variants = tuple(
+            replace(variant, stickiness=stickiness, overrides=())
+            for variant in strategy.variants or ()
+        )
+        group_id = strategy.group_id
+        rules.append(VariantRule(test, variants, flag.key if group_id is None else group_id))
+    return tuple(rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,16 +307,7 @@ class CompiledFlag:
             tests = tuple(compile_strategy(s, flag.key, segments) for s in flag.strategies)
         except BrokenRule:
             return cls(flag, gates_of(flag), broken=True)
-        rules = tuple(
-            VariantRule(
-                test,
-                tuple(replace(v, stickiness=strategy.stickiness, overrides=()) for v in variants),
-                strategy.group_id or flag.key,
-            )
-            for strategy, test in zip(flag.strategies, tests, strict=True)
-            if (variants := strategy.variants) is not None
-        )
-        return cls(flag, gates_of(flag), tests, rules)
+        return cls(flag, gates_of(flag), tests, _variant_rules(flag, tests))
 
     @property
     def check(self) -> Check:
@@ -299,13 +316,16 @@ class CompiledFlag:
             return compile_check(self.flag)
         if not self.flag.enabled or self.broken:
             return _off
-        field_name, tests = self.flag.target.context_field, self.tests
+        tests = self.tests
         if not tests:
             return _on
+        # A context with just the target's field, built directly (the fastest way).
+        attribute = "company_id" if self.flag.target is Target.COMPANY else "user_id"
+        properties = EMPTY_CONTEXT.properties
 
         def check(target_id: str | None) -> bool:
-            context = EMPTY_CONTEXT.with_value(field_name, target_id)
-            return any(test(context) for test in tests)
+            context = EvaluationContext(**{attribute: target_id}, properties=properties)
+            return _any(tests, context)
 
         return check
 
@@ -319,17 +339,20 @@ class CompiledFlag:
         if not self.flag.enabled:
             return Reason.DISABLED
         if self.flag.simple:
-            subject = self.target_of(context, target_id)
-            for gate in self.gates:
-                decision = gate.decide(subject)
-                if decision is not None:
-                    return decision
-            return Reason.ROLLOUT_MISS  # unreachable: the percentage gate always decides
+            return self.walk(self.target_of(context, target_id))
         if self.broken:
             return Reason.INVALID_DEFINITION
-        if not self.tests or any(test(context) for test in self.tests):
+        if not self.tests or _any(self.tests, context):
             return Reason.STRATEGY_MATCH
         return Reason.NO_STRATEGY_MATCH
+
+    def walk(self, subject: str | None) -> Reason:
+        """A simple flag's gates, in order, for its target id."""
+        for gate in self.gates:
+            decision = gate.decide(subject)
+            if decision is not None:
+                return decision
+        return Reason.ROLLOUT_MISS  # unreachable: the percentage gate always decides
 
     def variant(self, context: EvaluationContext, target_id: str | None) -> Variant | None:
         """The variant for `context`, whether or not the flag is on (parents ask it so)."""
@@ -342,7 +365,7 @@ class CompiledFlag:
             if rule.test(context):
                 if rule.variants:
                     return choose_variant(rule.variants, rule.group_id, context)
-                break
+                break  # the first strategy that matches has none: the flag's variants
         return choose_variant(self.flag.variants, self.flag.key, context)
 
 
@@ -384,8 +407,16 @@ class FlagSnapshot:
         compiled = self.flags.get(key)
         if compiled is None:
             return Evaluation(key, False, Reason.FLAG_NOT_FOUND, None, target_id)
+        flag = compiled.flag
+        if flag.simple and not flag.dependencies and not flag.variants:
+            # The common case, without building a context: the gates need one id.
+            subject = target_id
+            if subject is None and context is not None:
+                subject = context.value(flag.target.context_field)
+            reason = compiled.walk(subject)
+            return Evaluation(key, reason in ON_REASONS, reason, None, subject)
         context = context or EMPTY_CONTEXT
-        field_name = compiled.flag.target.context_field
+        field_name = flag.target.context_field
         if target_id is not None and context.value(field_name) is None:
             context = context.with_value(field_name, target_id)
         reason = self._reason(compiled, context, target_id)

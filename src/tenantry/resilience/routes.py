@@ -14,11 +14,16 @@ from tenantry.resilience.schemas import (
     CheckOut,
     CircuitOut,
     CloseBody,
+    EvaluateBody,
+    EvaluateOut,
     FlagCreate,
     FlagKey,
     FlagOut,
     FlagPatch,
+    ImportOut,
     RolloutBody,
+    SegmentBody,
+    SegmentOut,
     TargetBody,
     TargetId,
 )
@@ -27,7 +32,8 @@ from tenantry.resilience.service import FlagService
 # Every route needs the admin key; the routes that name the admin get the same one
 # dependency (FastAPI solves it once per request).
 router = Router(prefix="/api/degradation", tags=["degradation"], dependencies=[Depends(admin_key)])
-KeyPath = Annotated[str, Path(description="The flag key.")]
+KeyPath = Annotated[str, Path(description="The flag key (percent-encoded).")]
+SegmentId = Annotated[int, Path(ge=0, le=2**31 - 1, description="The segment id.")]
 
 
 def _actor(principal: Principal) -> str:
@@ -85,6 +91,23 @@ async def list_features(services: ServicesDep) -> list[FlagOut]:
     return [FlagOut.of(flag) for flag in await _flags(services).all()]
 
 
+@router.post("/features/import")
+async def import_features(
+    document: Annotated[Any, Body(description="An Unleash client features document.")],
+    services: ServicesDep,
+    admin: AdminDep,
+) -> ImportOut:
+    """Unleash's `{"version": 1|2, "features", "segments"}`: same names replaced, all or nothing."""
+    imported = await _flags(services).import_document(document, actor=_actor(admin))
+    return ImportOut(imported=imported)
+
+
+@router.get("/features/export")
+async def export_features(services: ServicesDep) -> dict[str, Any]:
+    """Every flag and segment as an Unleash client features document (version 2)."""
+    return _flags(services).export_document()
+
+
 @router.post("/features", status_code=201)
 async def create_feature(body: FlagCreate, services: ServicesDep, admin: AdminDep) -> FlagOut:
     return FlagOut.of(await _flags(services).create(body.to_flag(), actor=_actor(admin)))
@@ -122,6 +145,15 @@ async def check_feature(
     flags = _flags(services_of(request))  # a hot route: no ServicesDep to solve
     await flags.get(key)  # 404 for an unknown flag
     return CheckOut.of(flags.evaluate(key, target_id))
+
+
+@router.post("/features/{key}/evaluate")
+async def evaluate_feature(
+    key: KeyPath, request: Request, body: Annotated[EvaluateBody | None, Body()] = None
+) -> EvaluateOut:
+    """How the flag decides for an Unleash context; an unknown flag is off, as in Unleash."""
+    context = (body or EvaluateBody()).context.to_context()
+    return EvaluateOut.of(_flags(services_of(request)).evaluate(key, context=context))
 
 
 @router.post("/features/{key}/enable")
@@ -177,6 +209,41 @@ async def feature_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     return [AuditOut.of(entry) for entry in await _flags(services).audit(key, limit)]
+
+
+# --- segments --------------------------------------------------------------------------
+@router.get("/segments")
+async def list_segments(services: ServicesDep) -> list[SegmentOut]:
+    return [SegmentOut.of(segment) for segment in _flags(services).segments()]
+
+
+@router.post("/segments", status_code=201)
+async def create_segment(body: SegmentBody, services: ServicesDep, admin: AdminDep) -> SegmentOut:
+    """A new segment, numbered after the highest id."""
+    flags = _flags(services)
+    next_id = max((segment.id for segment in flags.segments()), default=0) + 1
+    segment = await flags.put_segment(body.to_segment(next_id), actor=_actor(admin))
+    return SegmentOut.of(segment)
+
+
+@router.get("/segments/{segment_id}")
+async def get_segment(segment_id: SegmentId, services: ServicesDep) -> SegmentOut:
+    return SegmentOut.of(_flags(services).segment(segment_id))
+
+
+@router.put("/segments/{segment_id}")
+async def put_segment(
+    segment_id: SegmentId, body: SegmentBody, services: ServicesDep, admin: AdminDep
+) -> SegmentOut:
+    segment = await _flags(services).put_segment(body.to_segment(segment_id), actor=_actor(admin))
+    return SegmentOut.of(segment)
+
+
+@router.delete("/segments/{segment_id}", status_code=204)
+async def delete_segment(segment_id: SegmentId, services: ServicesDep, admin: AdminDep) -> Response:
+    """409 while a flag's strategy uses it."""
+    await _flags(services).delete_segment(segment_id, actor=_actor(admin))
+    return Response(status_code=204)
 
 
 # --- health ----------------------------------------------------------------------------

@@ -5,25 +5,49 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
+from tenantry.errors import InvalidInput
 from tenantry.resilience.breaker import Breaker
-from tenantry.resilience.flags import Evaluation, Flag, Target, Variant
+from tenantry.resilience.context import EvaluationContext
+from tenantry.resilience.flags import Evaluation, Flag, Segment, Target
+from tenantry.resilience.service import validate_key
 from tenantry.resilience.stores.base import AuditEntry
+from tenantry.resilience.unleash import (
+    MAX_ITEMS,
+    ConstraintIn,
+    DependencyIn,
+    OverrideIn,
+    StrategyIn,
+)
+from tenantry.resilience.variants import Override, Variant
 from tenantry.schemas import ApiModel
 
-FlagKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")]
+
+def _flag_key(key: str) -> str:
+    try:
+        return validate_key(key)
+    except InvalidInput as exc:
+        raise ValueError(exc.message.removeprefix("key: ")) from None
+
+
+FlagKey = Annotated[str, AfterValidator(_flag_key)]
 TargetId = Annotated[str, Field(pattern=r"^[^\s/]{1,128}$")]
 Percentage = Annotated[int, Field(ge=0, le=100, description="0-100")]
+Strategies = Annotated[list[StrategyIn], Field(max_length=MAX_ITEMS)]
+Dependencies = Annotated[list[DependencyIn], Field(max_length=MAX_ITEMS)]
 
 
 class VariantModel(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     weight: Annotated[int, Field(ge=0, le=1_000_000)]
     payload: Any = None
+    stickiness: Annotated[str, Field(max_length=100)] | None = None
+    overrides: Annotated[list[OverrideIn], Field(max_length=MAX_ITEMS)] = []
 
     def to_variant(self) -> Variant:
-        return Variant(self.name, self.weight, self.payload)
+        overrides = tuple(Override(o.context_name, tuple(o.values)) for o in self.overrides)
+        return Variant(self.name, self.weight, self.payload, self.stickiness, overrides)
 
 
 def _check_variants(variants: list[VariantModel] | None) -> list[VariantModel] | None:
@@ -45,6 +69,10 @@ class FlagCreate(ApiModel):
     allow: Annotated[list[TargetId], Field(max_length=10_000)] = []
     block: Annotated[list[TargetId], Field(max_length=10_000)] = []
     variants: Annotated[list[VariantModel], Field(max_length=100)] = []
+    strategies: Strategies = Field(
+        [], description="Unleash strategies; when given, they decide (not rollout/allow/block)."
+    )
+    dependencies: Dependencies = []
 
     _variants = field_validator("variants")(_check_variants)
 
@@ -58,6 +86,8 @@ class FlagCreate(ApiModel):
             allow=frozenset(self.allow),
             block=frozenset(self.block),
             variants=tuple(variant.to_variant() for variant in self.variants),
+            strategies=tuple(strategy.build() for strategy in self.strategies),
+            dependencies=tuple(dependency.build() for dependency in self.dependencies),
         )
 
 
@@ -71,6 +101,8 @@ class FlagPatch(ApiModel):
     allow: Annotated[list[TargetId], Field(max_length=10_000)] | None = None
     block: Annotated[list[TargetId], Field(max_length=10_000)] | None = None
     variants: Annotated[list[VariantModel], Field(max_length=100)] | None = None
+    strategies: Strategies | None = None
+    dependencies: Dependencies | None = None
 
     _variants = field_validator("variants")(_check_variants)
 
@@ -84,6 +116,10 @@ class FlagPatch(ApiModel):
                 changes[name] = frozenset(value)
             elif name == "variants":
                 changes[name] = tuple(variant.to_variant() for variant in self.variants or ())
+            elif name == "strategies":
+                changes[name] = tuple(strategy.build() for strategy in self.strategies or ())
+            elif name == "dependencies":
+                changes[name] = tuple(d.build() for d in self.dependencies or ())
             else:
                 changes[name] = getattr(self, name)
         return changes
@@ -112,12 +148,91 @@ class FlagOut(ApiModel):
     allow: list[str]
     block: list[str]
     variants: list[VariantModel]
+    strategies: list[StrategyIn]
+    dependencies: list[DependencyIn]
     version: int
 
     @classmethod
     def of(cls, flag: Flag) -> FlagOut:
-        data = flag.to_dict()
-        return cls(**{**data, "variants": [VariantModel(**v) for v in data["variants"]]})
+        return cls.model_validate(flag.to_dict())
+
+
+class SegmentBody(ApiModel):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    description: Annotated[str, Field(max_length=1000)] = ""
+    constraints: Annotated[list[ConstraintIn], Field(max_length=MAX_ITEMS)] = []
+
+    def to_segment(self, segment_id: int) -> Segment:
+        constraints = tuple(constraint.build() for constraint in self.constraints)
+        return Segment(segment_id, self.name, constraints, self.description)
+
+
+class SegmentOut(SegmentBody):
+    id: int
+
+    @classmethod
+    def of(cls, segment: Segment) -> SegmentOut:
+        return cls.model_validate(segment.to_dict())
+
+
+class ImportOut(ApiModel):
+    imported: int
+
+
+Scalar = str | int | float | bool
+
+
+class ContextIn(ApiModel):
+    """An Unleash context: the standard fields and free `properties` (values as strings)."""
+
+    user_id: Annotated[str, Field(max_length=1000)] | None = None
+    company_id: Annotated[str, Field(max_length=1000)] | None = None
+    session_id: Annotated[str, Field(max_length=1000)] | None = None
+    remote_address: Annotated[str, Field(max_length=1000)] | None = None
+    environment: Annotated[str, Field(max_length=1000)] | None = None
+    app_name: Annotated[str, Field(max_length=1000)] | None = None
+    current_time: Annotated[str, Field(max_length=100)] | None = None
+    properties: Annotated[dict[str, Scalar | None], Field(max_length=1000)] = {}
+
+    def to_context(self) -> EvaluationContext:
+        return EvaluationContext.of(self.model_dump(by_alias=True))
+
+
+class EvaluateBody(ApiModel):
+    context: ContextIn = ContextIn()
+
+
+class PayloadOut(ApiModel):
+    type: str
+    value: str
+
+
+class VariantResult(ApiModel):
+    name: str
+    enabled: bool
+    payload: PayloadOut | None
+
+
+class EvaluateOut(ApiModel):
+    """Unleash's answer: `enabled`, and the variant (`disabled` when none or off)."""
+
+    enabled: bool
+    variant: VariantResult
+    reason: str
+
+    @classmethod
+    def of(cls, evaluation: Evaluation) -> EvaluateOut:
+        variant = evaluation.variant
+        if variant is None:
+            result = VariantResult(name="disabled", enabled=False, payload=None)
+        else:
+            payload = variant.unleash_payload()
+            result = VariantResult(
+                name=variant.name,
+                enabled=True,
+                payload=PayloadOut(**payload) if payload is not None else None,
+            )
+        return cls(enabled=evaluation.enabled, variant=result, reason=evaluation.reason.value)
 
 
 class CheckOut(ApiModel):
@@ -135,7 +250,7 @@ class CheckOut(ApiModel):
             target_id=evaluation.target_id,
             enabled=evaluation.enabled,
             reason=evaluation.reason.value,
-            variant=VariantModel(**variant.to_dict()) if variant else None,
+            variant=VariantModel.model_validate(variant.to_dict()) if variant else None,
         )
 
 

@@ -33,6 +33,7 @@ from tenantry.resilience.flags import (
     Variant,
 )
 from tenantry.resilience.registry import DEFAULT_BREAKERS, BreakerRegistry, config_with
+from tenantry.resilience.stale import StaleReport
 from tenantry.resilience.stores.base import (
     AuditEntry,
     FlagStore,
@@ -45,6 +46,7 @@ from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.resilience.strategies import STRATEGIES, TENANTRY_ROLLOUTS
 from tenantry.resilience.sync import RedisSync
 from tenantry.resilience.unleash import export_document, read_document
+from tenantry.resilience.usage import EvaluationCounts, FlagUsage, FlagUsageReport, not_recorded
 from tenantry.settings import ConfigError
 
 log = logging.getLogger("tenantry.resilience")
@@ -135,6 +137,8 @@ class FlagService:
 
     def __init__(self, store: MemoizedStore, metrics: CollectorRegistry | None = None) -> None:
         self.store = store
+        self.counts = EvaluationCounts()  # evaluations per flag, counted inside the checks
+        self.usage: FlagUsage | None = None  # stores and reads them (set by the wiring)
         self._snapshot = FlagSnapshot()
         self._checks = self._snapshot.checks
         self.publish: Callable[[str], Awaitable[None]] | None = None
@@ -157,12 +161,14 @@ class FlagService:
         self, key: str, target_id: str | None = None, context: EvaluationContext | None = None
     ) -> Evaluation:
         """How `key` decides for `target_id` (its target's id) and/or a whole `context`."""
-        return self._snapshot.evaluate(key, target_id, context)
+        evaluation = self._snapshot.evaluate(key, target_id, context)
+        self.counts.count(key, evaluation.enabled)
+        return evaluation
 
     def variant(
         self, key: str, target_id: str | None = None, context: EvaluationContext | None = None
     ) -> Variant | None:
-        return self._snapshot.evaluate(key, target_id, context).variant
+        return self.evaluate(key, target_id, context).variant  # counted, as an evaluation
 
     @property
     def snapshot(self) -> FlagSnapshot:
@@ -170,7 +176,7 @@ class FlagService:
 
     def _install(self, flags: list[Flag], segments: list[Segment]) -> None:
         snapshot = FlagSnapshot.of(flags, segments)
-        self._snapshot, self._checks = snapshot, snapshot.checks
+        self._snapshot, self._checks = snapshot, self.counts.wrap(snapshot.checks)
 
     # --- loading -------------------------------------------------------------------
     async def refresh(self) -> None:
@@ -283,8 +289,10 @@ class FlagService:
             for flag in document.flags
         ]  # `target` is Tenantry's (which id a plain is_enabled names): an import keeps it
         await self.store.replace_many(flags, document.segments, actor=actor, action="import")
-        for flag in flags:
-            await self._changed(flag.key, "import")
+        if self._changes is not None:
+            self._changes.labels("import").inc(len(flags))
+        if self.publish is not None:
+            await self.publish("import")  # one reload in every process, whatever the size
         return len(flags)
 
     def export_document(self) -> dict[str, Any]:
@@ -360,6 +368,21 @@ class FlagService:
             self._changes.labels(action).inc()
         if self.publish is not None:
             await self.publish(key)
+
+    # --- usage and stale flags (tenantry.resilience.usage and .stale) ----------------
+    async def usage_of(self, key: str, hours: int = 24) -> FlagUsageReport:
+        """`key`'s evaluations per hour over the last `hours` hours, and when last evaluated."""
+        await self.get(key)  # 404 for an unknown flag
+        return await self._usage().report(key, hours)
+
+    async def stale_flags(self, days: int | None = None) -> StaleReport:
+        """Flags with no change and no evaluation, or 100 % on, for `days` days."""
+        return await self._usage().stale(await self.all(), days)
+
+    def _usage(self) -> FlagUsage:
+        if self.usage is None:
+            raise not_recorded()
+        return self.usage
 
 
 def validate_segment(segment: Segment) -> Segment:

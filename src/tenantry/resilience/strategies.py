@@ -17,8 +17,12 @@ plus Tenantry's own `companyRollout` and `userRollout` (rollout %, groupId), whi
 are `flexibleRollout` sticky on `companyId` or `userId`; Unleash reads them as
 custom strategies (off), so an export writes them as `flexibleRollout`.
 
-A strategy naming a segment that does not exist never matches; a rule that cannot
-be compiled (see `constraints`) turns the whole flag off, as in Unleash.
+A strategy naming a segment that does not exist, like a rule that cannot be
+compiled (see `constraints`), turns the whole flag off, as Unleash's engine does.
+Its parameters are read as that engine writes them into its rule text: a
+percentage is a Rust usize (over 100: the flag is off), a `groupId`, an IP, a
+host name or a stickiness name it cannot quote breaks the flag, and `userIds` are
+escaped as constraint values are. An empty `groupId` is a group id like another.
 """
 
 from __future__ import annotations
@@ -30,16 +34,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import mmh3
+
 from tenantry.resilience.constraints import (
+    RUST_WHITESPACE,
     BrokenRule,
     Constraint,
+    Lookup,
     Test,
     compile_constraints,
-    parse_address,
+    context_lookup,
+    network_test,
     parse_network,
+    quoted_value,
+    read_quoted,
 )
 from tenantry.resilience.context import EvaluationContext
-from tenantry.resilience.variants import Variant, normalized_hash
+from tenantry.resilience.variants import Variant
 
 UNLEASH_STRATEGIES = frozenset(
     {
@@ -55,7 +66,8 @@ UNLEASH_STRATEGIES = frozenset(
 )
 TENANTRY_ROLLOUTS = {"companyRollout": "companyId", "userRollout": "userId"}
 STRATEGIES = UNLEASH_STRATEGIES | frozenset(TENANTRY_ROLLOUTS)
-MAX_PERCENTAGE = 255  # a rollout above this does not compile in Unleash's engine
+MAX_PERCENTAGE = 100  # a rollout above this does not compile in Unleash's engine
+USIZE = 2**64  # Rust's usize, which Unleash's engine reads a percentage as
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,43 +148,90 @@ def _never(_context: EvaluationContext) -> bool:
     return False
 
 
-def _percentage(raw: str | None) -> int | None:
-    """A whole percentage as Unleash reads one; `BrokenRule` above what it compiles."""
+def _whole_number(raw: str | None) -> int | None:
+    """A number as Rust parses a usize (ASCII digits, an optional '+'), or None."""
     digits = raw.removeprefix("+") if raw is not None else ""
-    if not digits.isascii() or not digits.isdigit():
+    if not digits.isascii() or not digits.isdigit() or int(digits) >= USIZE:
         return None
-    value = int(digits)
-    if value > MAX_PERCENTAGE:
+    return int(digits)
+
+
+def _percentage(raw: str | None) -> int | None:
+    """A rollout percentage, or None (the strategy never matches); `BrokenRule` over 100,
+    which Yggdrasil's grammar has no percentage for."""
+    value = _whole_number(raw)
+    if value is not None and value > MAX_PERCENTAGE:
         raise BrokenRule(f"a rollout of {value} % does not compile")
     return value
 
 
+def _group_id(raw: str) -> str:
+    """A groupId as Yggdrasil reads it back from its rule text (see `read_quoted`)."""
+    group_id = read_quoted(raw)
+    if group_id is None:
+        raise BrokenRule(f"groupId {raw!r} does not compile")
+    return group_id
+
+
+def _random_draw(_context: EvaluationContext) -> str:
+    return str(random.randint(1, 99))  # noqa: S311  (Unleash's random stickiness)
+
+
+def _default_stickiness(context: EvaluationContext) -> str:
+    """Unleash's `default`: userId, else sessionId, else a random draw."""
+    if context.user_id is not None:
+        return context.user_id
+    if context.session_id is not None:
+        return context.session_id
+    return _random_draw(context)
+
+
+def _stickiness_lookup(stickiness: str) -> Lookup:
+    if stickiness == "default":
+        return _default_stickiness
+    if stickiness == "random":
+        return _random_draw
+    return context_lookup(stickiness)
+
+
 def _sticky_rollout(percentage: int, stickiness: str, group_id: str) -> Test:
-    def resolve(context: EvaluationContext) -> str | None:
-        if stickiness == "random":
-            return str(random.randint(1, 99))  # noqa: S311  (Unleash's random stickiness)
-        if stickiness == "default":
-            for value in (context.user_id, context.session_id):
-                if value is not None:
-                    return value
-            return str(random.randint(1, 99))  # noqa: S311
-        return context.value(stickiness)
+    """In when the stickiness value's bucket (1..100, Unleash's normalized hash) is within
+    `percentage`; out without a value."""
+    look = _stickiness_lookup(stickiness)  # first: a name that breaks the rule breaks it at 0 %
+    if percentage <= 0:
+        return _never
+    if percentage >= 100:  # every bucket (1..100) is in, given a value to bucket
+        if stickiness in ("default", "random"):
+            return _always
+        return lambda context: look(context) is not None
+    murmur, prefix = mmh3.hash, f"{group_id}:"
 
     def test(context: EvaluationContext) -> bool:
-        value = resolve(context)
-        return value is not None and normalized_hash(value, group_id) <= percentage
+        value = look(context)
+        # normalized_hash(value, group_id) <= percentage, inlined: this is the hot path
+        return value is not None and murmur(prefix + value, 0, False) % 100 < percentage
 
     return test
 
 
-def _listed(raw: str | None) -> list[str]:
-    return [item.strip() for item in raw.split(",")] if raw is not None else []
+def _split(raw: str) -> list[str]:
+    """A comma-separated parameter, each item trimmed, as Unleash's engine splits it."""
+    return [item.strip(RUST_WHITESPACE) for item in raw.split(",")]
+
+
+def _listed(raw: str) -> list[str]:
+    """A list parameter that Unleash's engine writes into its rule text as it is."""
+    items = [read_quoted(item) for item in _split(raw)]
+    if None in items:
+        raise BrokenRule(f"{raw!r} does not compile")
+    return [item for item in items if item is not None]
 
 
 def _user_with_id(strategy: Strategy, _flag: str) -> Test:
     if "userIds" not in strategy.parameters:
         return _never
-    ids = frozenset(_listed(strategy.parameters["userIds"]))
+    # The ids are escaped into the rule text, as a constraint's values are.
+    ids = frozenset(quoted_value(item) for item in _split(strategy.parameters["userIds"]))
     return lambda context: context.user_id is not None and context.user_id in ids
 
 
@@ -180,32 +239,37 @@ def _flexible(strategy: Strategy, flag: str) -> Test:
     rollout = _percentage(strategy.parameters.get("rollout"))
     if rollout is None:
         return _never
-    return _sticky_rollout(rollout, strategy.stickiness, strategy.group_id or flag)
+    group_id = strategy.group_id
+    stickiness = strategy.parameters.get("stickiness", "default")
+    return _sticky_rollout(rollout, stickiness, flag if group_id is None else _group_id(group_id))
 
 
 def _tenantry_rollout(strategy: Strategy, flag: str) -> Test:
     rollout = _percentage(strategy.parameters.get("rollout"))
     if rollout is None:
         return _never
-    return _sticky_rollout(rollout, TENANTRY_ROLLOUTS[strategy.name], strategy.group_id or flag)
+    group_id = strategy.group_id
+    stickiness = TENANTRY_ROLLOUTS[strategy.name]
+    return _sticky_rollout(rollout, stickiness, flag if group_id is None else _group_id(group_id))
 
 
 def _gradual(field_name: str) -> Callable[[Strategy, str], Test]:
     def build(strategy: Strategy, _flag: str) -> Test:
-        percentage = _percentage(strategy.parameters.get("percentage"))
         group_id = strategy.group_id
-        if percentage is None or group_id is None:
+        if group_id is None:  # checked first: Yggdrasil then never reads the percentage
             return _never
-        return _sticky_rollout(percentage, field_name, group_id)
+        percentage = _percentage(strategy.parameters.get("percentage"))
+        if percentage is None:
+            return _never
+        return _sticky_rollout(percentage, field_name, _group_id(group_id))
 
     return build
 
 
 def _random(strategy: Strategy, _flag: str) -> Test:
-    digits = strategy.parameters.get("percentage", "").removeprefix("+")
-    if not digits.isascii() or not digits.isdigit():
+    percentage = _whole_number(strategy.parameters.get("percentage"))
+    if percentage is None:
         return _never
-    percentage = int(digits)
     return lambda _context: random.randint(1, 99) < percentage  # noqa: S311
 
 
@@ -213,15 +277,11 @@ def _remote_address(strategy: Strategy, _flag: str) -> Test:
     if "IPs" not in strategy.parameters:
         return _never
     parsed = [parse_network(entry) for entry in _listed(strategy.parameters["IPs"])]
-    networks = [network for network in parsed if network is not None]
+    return network_test([network for network in parsed if network is not None], _remote)
 
-    def test(context: EvaluationContext) -> bool:
-        address = parse_address(context.remote_address) if context.remote_address else None
-        return address is not None and any(
-            address.version == network.version and address in network for network in networks
-        )
 
-    return test
+def _remote(context: EvaluationContext) -> str | None:
+    return context.remote_address
 
 
 def hostname() -> str:
@@ -255,8 +315,8 @@ def compile_strategy(strategy: Strategy, flag: str, segments: Mapping[int, Segme
     constraints = list(strategy.constraints)
     for segment_id in strategy.segments:
         segment = segments.get(segment_id)
-        if segment is None:
-            return _never
+        if segment is None:  # Yggdrasil turns the whole flag off, not just this strategy
+            raise BrokenRule(f"segment {segment_id} does not exist")
         constraints.extend(segment.constraints)
     tested = compile_constraints(constraints)
     if tested is None:

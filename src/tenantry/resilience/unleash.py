@@ -40,7 +40,8 @@ Scalar = str | int | float | bool
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # Strict: "yes" is not a boolean, 5 is not a name (Unleash's engine refuses them too).
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
 
 class ConstraintIn(_Model):

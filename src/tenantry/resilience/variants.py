@@ -77,8 +77,11 @@ class Variant:
 
 
 def stickiness_value(stickiness: str | None, context: EvaluationContext) -> str | None:
+    """The value a variant sticks to, as Unleash's engine finds it."""
     if stickiness is None or stickiness == "default":
         return context.user_id if context.user_id is not None else context.session_id
+    if stickiness == "currentTime":  # not one of the fields a variant sticks to: a property
+        return context.properties.get(stickiness)
     return context.value(stickiness)
 
 

@@ -143,6 +143,12 @@ class TenantService:
             raise NotFound(f"no company {company_id!r}", details={"companyId": company_id})
         return await self._company(row)
 
+    async def plan_of(self, company_id: str) -> str:
+        """The company's plan's name (cached with its limits, see `limits`)."""
+        await self.limits(company_id)
+        cached = self._cache.get(company_id)
+        return cached[1].plan if cached is not None else (await self.company(company_id)).plan
+
     async def limits(self, company_id: str) -> Limits:
         """The company's effective limits (cached for `cache_seconds`); the company is
         recorded if this is the first time anything refers to it."""

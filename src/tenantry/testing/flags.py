@@ -28,8 +28,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from tenantry.errors import Conflict, InvalidInput, NotFound
-from tenantry.resilience.flags import Flag, Target, Variant
-from tenantry.resilience.stores.base import Change, FlagStore
+from tenantry.resilience.constraints import Constraint
+from tenantry.resilience.flags import Dependency, Flag, Segment, Strategy, Target, Variant
+from tenantry.resilience.stores.base import Change, FlagStore, segment_key
+from tenantry.resilience.variants import Override
 
 FlagStoreCheck = Callable[[FlagStore], Awaitable[None]]
 
@@ -47,6 +49,30 @@ def sample_flag(key: str = "beta", **changes: object) -> Flag:
         variants=(Variant("control", 50), Variant("blue", 50, {"color": "#00f", "n": [1, 2]})),
     )
     return replace(flag, **changes)  # type: ignore[arg-type]
+
+
+EU = Segment(7, "eu", (Constraint("region", "IN", ("eu-west", "eu-central")),), "EU regions")
+
+
+def targeted_flag(key: str = "targeted") -> Flag:
+    """A flag with every targeting field: strategies, constraints, segments, dependencies."""
+    strategy = Strategy(
+        "flexibleRollout",
+        {"rollout": "40", "stickiness": "companyId", "groupId": "g"},
+        (
+            Constraint("plan", "IN", ("enterprise",), case_insensitive=True),
+            Constraint("appVersion", "SEMVER_GTE", value="3.2.0", inverted=True),
+        ),
+        (EU.id,),
+        (Variant("blue", 1, {"type": "string", "value": "b"}, "companyId"),),
+    )
+    return Flag(
+        key,
+        enabled=True,
+        strategies=(strategy, Strategy("userWithId", {"userIds": "a,b"})),
+        dependencies=(Dependency("beta", False, ("control",)),),
+        variants=(Variant("x", 2, None, "userId", (Override("userId", ("a",)),)),),
+    )
 
 
 async def _stored(store: FlagStore, key: str) -> Flag:
@@ -158,6 +184,44 @@ async def check_concurrent_changes_are_not_lost(store: FlagStore) -> None:
     assert flag.version == 1 + len(companies)
 
 
+async def check_targeting_round_trips(store: FlagStore) -> None:
+    created = await store.create(targeted_flag(), actor="admin")
+    assert await store.get("targeted") == created
+    assert created.strategies == targeted_flag().strategies
+    assert created.dependencies == targeted_flag().dependencies
+    assert created.variants == targeted_flag().variants
+
+
+async def check_segments_put_replace_delete(store: FlagStore) -> None:
+    assert await store.segments() == []
+    await store.put_segment(EU, actor="admin")
+    other = Segment(3, "beta testers", (Constraint("userId", "STR_ENDS_WITH", ("@acme.com",)),))
+    await store.put_segment(other, actor="admin")
+    assert await store.segments() == [other, EU]
+    renamed = replace(EU, name="europe")
+    await store.put_segment(renamed, actor="admin")
+    assert await store.segments() == [other, renamed]
+    assert await store.delete_segment(3, actor="admin") == other
+    assert await store.segments() == [renamed]
+    with _raises(NotFound):
+        await store.delete_segment(3, actor="admin")
+    entries = await store.audit(segment_key(EU.id))
+    assert [e.after["name"] if e.after else None for e in entries] == ["europe", "eu"]
+
+
+async def check_replace_many_is_one_audited_change(store: FlagStore) -> None:
+    await store.create(sample_flag(), actor="admin")
+    await store.create(sample_flag("kept"), actor="admin")
+    incoming = [sample_flag(enabled=False), targeted_flag(), sample_flag("kept")]
+    stored = await store.replace_many(incoming, [EU], actor="importer", action="import")
+    assert [(f.key, f.version) for f in stored] == [("beta", 2), ("targeted", 1), ("kept", 1)]
+    assert (await _stored(store, "beta")).enabled is False
+    assert await store.segments() == [EU]
+    assert [e.action for e in await store.audit("beta")] == ["import", "create"]
+    assert [e.action for e in await store.audit("kept")] == ["create"]  # unchanged: untouched
+    assert (await _stored(store, "targeted")).strategies == targeted_flag().strategies
+
+
 @contextmanager
 def _raises(error: type[Exception], match: str | None = None) -> Iterator[None]:
     # The suite runs outside pytest too, so no pytest.raises.
@@ -180,4 +244,7 @@ FLAG_STORE_CHECKS: tuple[FlagStoreCheck, ...] = (
     check_delete_keeps_the_audit_log,
     check_audit_is_newest_first_and_limited,
     check_concurrent_changes_are_not_lost,
+    check_targeting_round_trips,
+    check_segments_put_replace_delete,
+    check_replace_many_is_one_audited_change,
 )

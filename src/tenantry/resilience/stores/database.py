@@ -167,12 +167,14 @@ class DatabaseFlagStore:
         self, flags: Sequence[Flag], segments: Sequence[Segment], *, actor: str, action: str
     ) -> list[Flag]:
         async with self._db.session() as session:  # one transaction: all or nothing
+            if self._db.dialect == "sqlite":  # SQLite's write lock first (see _lock_for_write)
+                await session.execute(update(FlagRow).values(version=FlagRow.version))
             for segment in segments:
                 await self._put_segment(session, segment, actor, action)
+            rows = await self._rows_for_update(session, [flag.key for flag in flags])
             stored = []
             for flag in flags:
-                await self._lock_for_write(session, flag.key)
-                row = await session.get(FlagRow, flag.key, with_for_update=True)
+                row = rows.get(flag.key)
                 current = _flag_of(row) if row is not None else None
                 new = replaced(current, flag)
                 if new is None:
@@ -185,6 +187,16 @@ class DatabaseFlagStore:
                 session.add(self._audit_row(flag.key, action, actor, current, new))
                 stored.append(new)
             return stored
+
+    @staticmethod
+    async def _rows_for_update(session: AsyncSession, keys: list[str]) -> dict[str, FlagRow]:
+        """The rows of `keys`, locked, a few hundred per query (an import holds thousands)."""
+        rows: dict[str, FlagRow] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            query = select(FlagRow).where(FlagRow.key.in_(chunk)).with_for_update()
+            rows.update((row.key, row) for row in (await session.scalars(query)).all())
+        return rows
 
     async def _put_segment(
         self, session: AsyncSession, segment: Segment, actor: str, action: str
