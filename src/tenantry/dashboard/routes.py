@@ -9,7 +9,18 @@ from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tenantry.dashboard import circuits, companies, flags, overview, queries, queues, storage
+from tenantry.dashboard import (
+    circuits,
+    companies,
+    flags,
+    overview,
+    queries,
+    queues,
+    rollouts,
+    segments,
+    stale,
+    storage,
+)
 from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionsDep
 from tenantry.dashboard.headers import DashboardHeaders
 from tenantry.dashboard.history import History
@@ -100,8 +111,11 @@ def install(app: FastAPI) -> None:
     app.state.dashboard_history = History()
     app.add_middleware(DashboardHeaders)
     app.include_router(router)
-    for page in (overview, queues, queries, circuits, flags, storage, companies):
+    # A flag's rollout forms before the flag pages: `/{key}/{listing}` would match them.
+    pages = (overview, queues, queries, circuits, rollouts, flags, segments, storage, companies)
+    for page in pages:
         app.include_router(page.router, include_in_schema=False)
+    app.include_router(stale.router, include_in_schema=False)  # flag usage, stale flags
     app.mount("/admin/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
 
     @app.exception_handler(TenantryError)

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from tenantry.dashboard.durations import format_duration
 from tenantry.sessions import DashboardSession
 
 HERE = Path(__file__).parent
@@ -21,6 +22,8 @@ NAV = [
     ("queries", "/admin/queries", "Queries"),
     ("circuits", "/admin/circuits", "Circuits"),
     ("flags", "/admin/flags", "Flags"),
+    ("segments", "/admin/segments", "Segments"),
+    ("flag-usage", "/admin/flag-usage", "Flag usage"),
     ("storage", "/admin/storage", "Storage"),
     ("companies", "/admin/companies", "Companies"),
 ]
@@ -63,5 +66,14 @@ def ms_time(epoch_ms: int | None) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def utc_time(moment: datetime | None) -> str:
+    """An aware datetime as the UTC time people read (the dashboard says every time in UTC)."""
+    if moment is None:
+        return "—"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 templates.env.filters["bytes"] = human_bytes
 templates.env.filters["ms_time"] = ms_time
+templates.env.filters["utc"] = utc_time
+templates.env.filters["duration"] = format_duration
