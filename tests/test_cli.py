@@ -59,6 +59,8 @@ def test_bad_company_id_is_refused(tmp_path: Path, database_url: str) -> None:
     assert "companyId must be" in result.stderr
 
 
+# The store under the CLI runs its contract on both databases (test_flag_store_contract).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_flags_import_then_export(tmp_path: Path, database_url: str) -> None:
     document = {
         "version": 2,

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,10 +17,10 @@ from rich.table import Table
 from tenantry import db as database
 from tenantry.auth import KeyRecords, KeyStore
 from tenantry.errors import TenantryError
-from tenantry.resilience.service import FlagService
-from tenantry.resilience.stores.database import DatabaseFlagStore
-from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from tenantry.resilience.service import FlagService
 
 app = typer.Typer(help="Tenantry: storage, jobs, query insight and resilience for tenants.")
 db_app = typer.Typer(help="The project's own database tables.")
@@ -68,6 +68,11 @@ def run_with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
 
 
 def run_with_flags(action: Callable[[FlagService], Awaitable[T]]) -> T:
+    # Imported here: every other command starts faster without the flag evaluator.
+    from tenantry.resilience.service import FlagService
+    from tenantry.resilience.stores.database import DatabaseFlagStore
+    from tenantry.resilience.stores.memoized import MemoizedStore
+
     async def with_flags(db: database.Database) -> T:
         flags = FlagService(MemoizedStore(DatabaseFlagStore(db)))
         await flags.refresh()
