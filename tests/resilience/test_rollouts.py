@@ -293,6 +293,45 @@ async def test_two_processes_take_each_step_and_make_each_change_once(
 
 
 @sqlite_only
+async def test_a_flags_changes_are_made_in_their_order_when_one_is_retried(
+    processes: list[Process], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = processes
+    enable, disable = [
+        await first.runner.schedule(
+            "mobile-app", action, at=T0 + timedelta(minutes=minutes), actor="admin"
+        )
+        for action, minutes in [(ScheduleAction.ENABLE, 10), (ScheduleAction.DISABLE, 20)]
+    ]
+    await first.flags.disable("mobile-app", actor="admin")
+    real = first.flags.enable
+    failures = [ServiceUnavailable("the database is unavailable")]
+
+    async def flaky(key: str, *, actor: str) -> Flag:
+        if failures:
+            raise failures.pop()
+        return await real(key, actor=actor)
+
+    monkeypatch.setattr(first.flags, "enable", flaky)
+    clock.advance(30 * 60)  # both due in one round; the enable fails
+    await first.runner.tick()
+    await second.runner.tick()  # the enable is left to be retried: the disable waits for it
+    statuses = {s.id: s.status for s in await first.runner.schedules("mobile-app")}
+    assert statuses == {enable.id: ScheduleStatus.APPLYING, disable.id: ScheduleStatus.PENDING}
+    clock.advance(RETRY.total_seconds())
+    await second.runner.tick()
+    flag = await first.flags.store.inner.get("mobile-app")
+    assert flag is not None and not flag.enabled  # the later change has the last word
+    changes = await audit_of(first.flags, "mobile-app", "schedule")
+    assert [action for action, _, _ in changes] == [
+        "schedule-apply",
+        "enable",
+        "schedule-apply",
+        "disable",
+    ]
+
+
+@sqlite_only
 async def test_a_step_whose_claimer_failed_is_applied_again_after_retry_after(
     processes: list[Process], clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

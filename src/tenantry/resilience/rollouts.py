@@ -18,6 +18,9 @@ How the processes agree, and why a restart resumes:
   "schedule") and marks it applied. A claimer that dies in between leaves the step
   pending; after `retry_after` any process applies it again (setting a rollout, or
   enabling, twice is one change: the store audits only what changed).
+- A flag's scheduled changes are made in their order (time, then id): a change waits
+  while an earlier one of its flag is not made, here or in another process, so two
+  due at once cannot land the other way round (an enable over the disable after it).
 - A plan moves at most one step a tick, and a step is held its full time from when it
   was taken: after an outage a plan goes on from its step, never leaps to 100 %.
 - Guards are read where the tick runs (a breaker is per process; with Redis, their
@@ -572,17 +575,21 @@ class RolloutRunner:
     # --- the loop's step ----------------------------------------------------------------------
     async def tick(self) -> None:
         """One round: every active plan and every due change, each on its own (one that
-        fails is logged and left for the next round)."""
+        fails is logged and left for the next round, and so are its flag's later ones)."""
         now = self.clock()
         for plan in await self.store.plans(PlanStatus.ACTIVE):
             try:
                 await self._run_plan(plan, now)
             except Exception as exc:
                 log.warning("rollout plan of %r: %s: %s", plan.key, type(exc).__name__, exc)
-        for change in await self.store.due_schedules(now):
+        waiting: set[str] = set()  # flags with an earlier change not made yet
+        for change in await self.store.due_schedules(now):  # in order: time, then id
+            if change.key in waiting:
+                continue
             try:
-                await self._run_schedule(change, now)
+                finished = await self._run_schedule(change, now)
             except Exception as exc:
+                finished = False
                 log.warning(
                     "scheduled change %d of %r: %s: %s",
                     change.id,
@@ -590,6 +597,8 @@ class RolloutRunner:
                     type(exc).__name__,
                     exc,
                 )
+            if not finished:
+                waiting.add(change.key)
 
     async def _move_now(self, plan: RolloutPlan, now: datetime) -> RolloutPlan:
         """A plan just stored, moved at once if due; what fails is the next tick's to retry
@@ -658,9 +667,10 @@ class RolloutRunner:
             log.warning("rollout plan of %r paused at step %d: %s", plan.key, plan.step, reason)
         return moved
 
-    async def _run_schedule(self, change: ScheduledChange, now: datetime) -> None:
+    async def _run_schedule(self, change: ScheduledChange, now: datetime) -> bool:
+        """Whether the change is finished (made, or failed for good) by this call."""
         if not schedule_due(change, now, self.retry_after):
-            return
+            return False  # being made by a process, not yet retried
         first = change.status is ScheduleStatus.PENDING
         claimed = await self.store.move_schedule(
             change,
@@ -668,7 +678,7 @@ class RolloutRunner:
             Audit("schedule-apply", SCHEDULE_ACTOR, change.summary()) if first else None,
         )
         if claimed is None:
-            return  # another process has it
+            return False  # another process has it
         try:
             await self._apply_change(claimed)
         except (NotFound, Conflict, InvalidInput) as exc:
@@ -678,9 +688,10 @@ class RolloutRunner:
             )
             await self.store.move_schedule(claimed, failed, audit)
             log.warning("scheduled change %d of %r failed: %s", change.id, change.key, exc)
-            return
+            return True
         done = replace(claimed, status=ScheduleStatus.DONE, applied_at=now)
         await self.store.move_schedule(claimed, done)
+        return True
 
     async def _apply_change(self, change: ScheduledChange) -> Flag:
         if change.action is ScheduleAction.ENABLE:
