@@ -24,6 +24,15 @@ ensure_postgres() {
   wait_for postgresql pg_isready -h 127.0.0.1 -p 5432
 }
 
+ensure_postgres_binaries() {  # initdb, pg_ctl, pg_basebackup: the fault tests' own primary and replica
+  if ls /usr/lib/postgresql/*/bin/pg_basebackup >/dev/null 2>&1 \
+    && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "postgresql binaries: installed"; return
+  fi
+  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  echo "postgresql binaries: installed"
+}
+
 ensure_redis() {
   if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then echo "redis: up"; return; fi
   if ! command -v redis-server >/dev/null; then
@@ -82,6 +91,14 @@ ensure_chromium() {  # headless Chromium for the dashboard's end-to-end tests (D
   echo "chromium: installed $(chromium --version)"
 }
 
+ensure_redis_binaries() {  # redis-server, redis-cli: the fault tests' own server and Redis Cluster
+  if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+    echo "redis binaries: installed"; return
+  fi
+  apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
+  echo "redis binaries: installed"
+}
+
 ensure_node_bullmq() {  # Node BullMQ, for the test that Node and Python share the job queues
   local dir=${NODE_BULLMQ_DIR:-/tmp/tenantry-node-bullmq}
   if [ -f "$dir/node_modules/bullmq/package.json" ]; then echo "node bullmq: installed"; return; fi
@@ -93,8 +110,19 @@ ensure_node_bullmq() {  # Node BullMQ, for the test that Node and Python share t
   echo "node bullmq: installed in $dir"
 }
 
+ensure_docker_compose() {  # `docker-compose config` checks deploy/docker-compose.yml
+  if command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; then
+    echo "docker compose: installed"; return
+  fi
+  apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null
+  echo "docker compose: installed $(docker-compose version --short)"
+}
+
 ensure_postgres
+ensure_postgres_binaries
 ensure_redis
+ensure_redis_binaries
+ensure_docker_compose
 ensure_node_bullmq
 ensure_chromium
 ensure_seaweedfs

@@ -17,13 +17,11 @@ async def test_no_key_is_401(client: AsyncClient) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize(
-    "header",
-    ["Bearer nope", "Bearer tnt_000000000000_" + "a" * 43, "Basic YWRtaW46YWRtaW4="],
-)
-async def test_invalid_key_is_401(client: AsyncClient, header: str) -> None:
-    response = await client.get("/api/me", headers={"Authorization": header})
-    assert response.status_code == 401
+async def test_invalid_key_is_401(client: AsyncClient, subtests: pytest.Subtests) -> None:
+    for header in ["Bearer nope", "Bearer tnt_000000000000_" + "a" * 43, "Basic YWRtaW46YWRtaW4="]:
+        with subtests.test(header):
+            response = await client.get("/api/me", headers={"Authorization": header})
+            assert response.status_code == 401
 
 
 async def test_admin_key_reaches_admin_routes(client: AsyncClient) -> None:
@@ -84,24 +82,22 @@ async def test_keys_are_stored_hashed(app: Any, client: AsyncClient) -> None:
     assert all(len(row[0]) == 64 for row in stored)
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
+async def test_bad_key_requests_are_422_naming_the_field(
+    client: AsyncClient, subtests: pytest.Subtests
+) -> None:
+    for body, field in [  # one app, a subtest a case
         ({"companyId": "../etc", "name": ""}, "companyId"),
         ({"companyId": "", "name": ""}, "companyId"),
         ({"companyId": "a" * 65}, "companyId"),
         ({"companyId": "acme", "name": "x" * 101}, "name"),
         ({}, "companyId"),
-    ],
-)
-async def test_bad_key_requests_are_422_naming_the_field(
-    client: AsyncClient, body: dict[str, Any], field: str
-) -> None:
-    response = await client.post("/api/keys", json=body, headers=ADMIN)
-    assert response.status_code == 422
-    error = response.json()["error"]
-    assert error["code"] == "VALIDATION_ERROR"
-    assert field in error["message"]
+    ]:
+        with subtests.test(body=body):
+            response = await client.post("/api/keys", json=body, headers=ADMIN)
+            assert response.status_code == 422
+            error = response.json()["error"]
+            assert error["code"] == "VALIDATION_ERROR"
+            assert field in error["message"]
 
 
 async def test_malformed_json_is_422_not_500(client: AsyncClient) -> None:

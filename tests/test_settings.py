@@ -51,6 +51,50 @@ def test_redis_url_wins_over_host(clean_env: None, monkeypatch: pytest.MonkeyPat
     assert load_settings().effective_redis_url == "redis://primary:6379/2"
 
 
+def test_a_redis_cluster_by_url_or_by_its_nodes(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "redis+cluster://:secret@10.0.0.1:7000,10.0.0.2:7001/0"
+    monkeypatch.setenv("REDIS_URL", url)
+    assert load_settings().effective_redis_url == url
+    monkeypatch.setenv("REDIS_CLUSTER_NODES", "10.0.0.2:7001, 10.0.0.1:7000")  # the same nodes
+    assert load_settings().effective_redis_url == url
+    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.setenv("REDIS_CLUSTER_NODES", "10.0.0.1:7000,[::1]:7001")
+    monkeypatch.setenv("REDIS_PASSWORD", "p@ss")
+    assert load_settings().effective_redis_url == "redis+cluster://:p%40ss@10.0.0.1:7000,[::1]:7001"
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"REDIS_URL": "redis+cluster://a:7000/2"}, "REDIS_URL: Redis Cluster has database 0"),
+        ({"REDIS_URL": "redis+cluster://a:7000,b"}, "REDIS_URL: 'b' is not a host:port"),
+        ({"REDIS_URL": "redis+cluster://a:7000?timeout=1"}, "REDIS_URL: a cluster URL takes no"),
+        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL: a Redis URL starts with"),
+        ({"REDIS_CLUSTER_NODES": "a:7000,b:99999"}, "REDIS_CLUSTER_NODES: 'b:99999' is not"),
+        ({"REDIS_CLUSTER_NODES": "a:7000", "REDIS_HOST": "cache"}, "and REDIS_HOST are both"),
+        (
+            {"REDIS_CLUSTER_NODES": "a:7000", "REDIS_URL": "redis://cache:6379/0"},
+            "REDIS_URL names one server",
+        ),
+        (
+            {"REDIS_CLUSTER_NODES": "a:7000", "REDIS_URL": "redis+cluster://b:7000"},
+            "name different cluster nodes",
+        ),
+    ],
+)
+def test_a_wrong_redis_mix_is_one_clear_error(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert says in str(caught.value)
+    assert ";" not in str(caught.value)  # one error, not one per variable
+
+
 def test_dotenv_file_is_read(clean_env: None, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("STORAGE_PROVIDER=local\nUPLOAD_DIR=/srv/files\n")
     assert load_settings().upload_dir == Path("/srv/files")
@@ -96,6 +140,7 @@ def test_invalid_configuration_names_the_variable(
         ({"STORAGE_PROVIDER": "ftp"}, "STORAGE_PROVIDER"),
         ({"REDIS_PORT": "abc"}, "REDIS_PORT"),
         ({"STORAGE_PROVIDER": "s3"}, "AWS_S3_BUCKET"),
+        ({"REDIS_CLUSTER_NODES": "a:7000", "REDIS_HOST": "cache"}, "REDIS_CLUSTER_NODES"),
     ],
 )
 def test_serve_refuses_to_start_with_one_clear_line(

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
 import re
 import secrets
 import time
@@ -21,10 +23,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
+from tenantry import redis_clients
 from tenantry.db import ApiKey, Database, ensure_company, utcnow
 from tenantry.errors import Forbidden, InvalidInput, NotFound, TenantryError, Unauthorized
+from tenantry.redis_clients import AnyRedis
+
+log = logging.getLogger("tenantry.auth")
 
 # The one company-id rule; HTTP schemas use the same text (tenantry.schemas.CompanyId).
 COMPANY_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -207,36 +214,86 @@ class TooManyFailures(TenantryError):
     status_code, code = 429, "TOO_MANY_REQUESTS"
 
 
+# KEYS: the address's failures (a sorted set of times).  ARGV: limit, window ms, a unique
+# member. Counts one failure and returns -1, or, at the limit, the ms until one expires.
+_FAILED = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - window))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + window - now
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return -1
+"""
+
+
 class FailedAuthLimiter:
     """Caps failed authentications per client address in a sliding window.
 
     Only failures are limited: a valid key is always let through, so guessing from
     an address cannot lock its legitimate users out. Once an address is over the
-    limit its failures answer 429 instead of 401 (and stop being counted, so its
-    memory stays bounded). In-process on purpose: it blunts key guessing against
-    one server without a network round trip; a fleet behind a load balancer also
-    rate limits there.
+    limit its failures answer 429 instead of 401 (and stop being counted, so memory
+    stays bounded). With Redis the failures are counted there, by one script (atomic,
+    on Redis's clock), so the limit holds for the whole deployment, not per process;
+    without Redis, or while it fails, each process counts its own.
     """
 
-    def __init__(self, max_failures: int = 20, window_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        max_failures: int = 20,
+        window_seconds: float = 60.0,
+        *,
+        redis: AnyRedis | None = None,
+        prefix: str = "tenantry:auth-failures:",
+        retry_after: float = 1.0,
+    ) -> None:
         self.max_failures = max_failures
         self.window = window_seconds
+        self.prefix = prefix
+        self.retry_after = retry_after  # after a Redis failure, count locally this long
+        self._script = redis_clients.script(redis, _FAILED) if redis is not None else None
+        self._down_until = 0.0
         self._failures: dict[str, deque[float]] = {}
 
-    def failed(self, client: str) -> None:
+    async def failed(self, client: str) -> None:
         """Count a failed authentication from `client`; `TooManyFailures` past the limit."""
         if self.max_failures == 0:  # limiting switched off
             return
-        failures = self._recent(client)
-        if failures is not None and len(failures) >= self.max_failures:
-            retry = max(1, int(failures[0] + self.window - time.monotonic()) + 1)
+        if self._script is not None and time.monotonic() >= self._down_until:
+            try:
+                wait = await self._shared(client)
+            except RedisError as exc:
+                log.warning("failed-auth limiter: Redis unavailable, counting per process: %s", exc)
+                self._down_until = time.monotonic() + self.retry_after
+                wait = self._local(client)
+        else:
+            wait = self._local(client)
+        if wait is not None:
             raise TooManyFailures(
                 "too many failed authentications from this address; try again later",
-                headers={"Retry-After": str(retry)},
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
+
+    async def _shared(self, client: str) -> float | None:
+        """Counts the failure in Redis: None, or the seconds to wait when over the limit."""
+        assert self._script is not None
+        args: list[int | str] = [self.max_failures, round(self.window * 1000), secrets.token_hex(8)]
+        wait_ms = int(await self._script(keys=[self.prefix + client], args=args))
+        return None if wait_ms < 0 else wait_ms / 1000
+
+    def _local(self, client: str) -> float | None:
+        """As `_shared`, in this process's memory."""
+        failures = self._recent(client)
+        if failures is not None and len(failures) >= self.max_failures:
+            return failures[0] + self.window - time.monotonic()
         if len(self._failures) > 100_000:  # bound memory under a spray of addresses
             self._failures.clear()
         self._failures.setdefault(client, deque()).append(time.monotonic())
+        return None
 
     def _recent(self, client: str) -> deque[float] | None:
         failures = self._failures.get(client)

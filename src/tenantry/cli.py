@@ -14,13 +14,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tenantry import db as database
-from tenantry.auth import KeyRecords, KeyStore
 from tenantry.errors import TenantryError
-from tenantry.settings import ConfigError, Settings, load_settings
 
+# Each command imports what it uses: a CLI run is a fresh interpreter, and the database,
+# Redis and the service are most of its start-up (`--help` and a bad setting need none).
 if TYPE_CHECKING:
+    from tenantry import db as database
+    from tenantry.auth import KeyStore
     from tenantry.resilience.service import FlagService
+    from tenantry.settings import Settings
 
 app = typer.Typer(help="Tenantry: storage, jobs, query insight and resilience for tenants.")
 db_app = typer.Typer(help="The project's own database tables.")
@@ -36,6 +38,8 @@ T = TypeVar("T")
 
 
 def settings_or_exit() -> Settings:
+    from tenantry.settings import ConfigError, load_settings
+
     try:
         return load_settings()
     except ConfigError as exc:
@@ -45,6 +49,8 @@ def settings_or_exit() -> Settings:
 
 def run_with_database(action: Callable[[database.Database], Awaitable[T]]) -> T:
     """`action` on the configured database (migrated first); a TenantryError exits 1."""
+    from tenantry import db as database
+
     settings = settings_or_exit()
     url = settings.effective_database_url
     database.upgrade(url)
@@ -64,11 +70,12 @@ def run_with_database(action: Callable[[database.Database], Awaitable[T]]) -> T:
 
 
 def run_with_keys(action: Callable[[KeyStore], Awaitable[T]]) -> T:
+    from tenantry.auth import KeyRecords, KeyStore
+
     return run_with_database(lambda db: action(KeyStore(KeyRecords(db), admin_token=None)))
 
 
 def run_with_flags(action: Callable[[FlagService], Awaitable[T]]) -> T:
-    # Imported here: every other command starts faster without the flag evaluator.
     from tenantry.resilience.service import FlagService
     from tenantry.resilience.stores.database import DatabaseFlagStore
     from tenantry.resilience.stores.memoized import MemoizedStore
@@ -90,10 +97,10 @@ def serve(
     ] = False,
 ) -> None:
     """Run the management API and the admin dashboard."""
+    settings = settings_or_exit()  # a bad setting is told before the service is imported
     from tenantry.app import create_app
     from tenantry.server import serve as run
 
-    settings = settings_or_exit()
     run(create_app(settings, demo=demo), settings, host or settings.host, port or settings.port)
 
 
@@ -105,9 +112,9 @@ def worker(
     processes: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to run.")] = 1,
 ) -> None:
     """Run the job workers (needs Redis). SIGTERM finishes active jobs, then exits."""
+    settings = settings_or_exit()
     from tenantry.worker import WorkerConfigError, parse_queues, run_processes
 
-    settings = settings_or_exit()
     try:
         code = run_processes(settings, parse_queues(queues), processes)
     except WorkerConfigError as exc:
@@ -121,6 +128,7 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "heads",
 ) -> None:
     """Apply the migrations of Tenantry's own tables."""
+    from tenantry import db as database
     from tenantry.queries.explain_role import ensure_explain_role
 
     settings = settings_or_exit()

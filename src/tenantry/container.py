@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from tenantry.auth import FailedAuthLimiter, KeyStore
 from tenantry.db import Database
 from tenantry.health import HealthChecks
 from tenantry.jobs.service import JobService
 from tenantry.metrics import Metrics
 from tenantry.queries.service import QueryOptimizer
+from tenantry.redis_clients import AnyRedis
 from tenantry.resilience.rollouts import RolloutRunner
 from tenantry.resilience.service import ResilienceService
 from tenantry.sessions import DashboardSessions
@@ -29,7 +28,7 @@ from tenantry.tenants.service import TenantService
 class Services:
     settings: Settings
     db: Database
-    redis: Redis | None
+    redis: AnyRedis | None
     metrics: Metrics
     health: HealthChecks
     keys: KeyStore

@@ -75,7 +75,7 @@ async def authenticate(scope: Scope, services: Services, token: str | None) -> P
     client = scope.get("client")
     host = client[0] if client else "unknown"
     if token is None:
-        services.auth_limiter.failed(host)
+        await services.auth_limiter.failed(host)
         raise Unauthorized(
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
@@ -83,7 +83,7 @@ async def authenticate(scope: Scope, services: Services, token: str | None) -> P
     try:
         principal = await services.keys.authenticate(token)
     except Unauthorized:
-        services.auth_limiter.failed(host)
+        await services.auth_limiter.failed(host)
         raise
     current_company.set(principal.company_id)
     if principal.company_id is not None:

@@ -14,6 +14,8 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tenantry.redis_url import ClusterUrl, check_url, is_cluster_url, parse_nodes
+
 StorageProvider = Literal["local", "s3", "cloudflare-r2"]
 
 
@@ -106,7 +108,24 @@ class Settings(BaseSettings):
     database_replica_urls: str | None = Field(
         None,
         validation_alias="DATABASE_REPLICA_URLS",
-        description="Comma-separated read replica URLs used by optimized_read.",
+        description="Comma-separated read replica URLs used by optimized_read (PostgreSQL"
+        " streaming replicas of DATABASE_URL).",
+    )
+    replica_max_lag_ms: float = Field(
+        1000.0,
+        gt=0,
+        le=3_600_000,
+        validation_alias="REPLICA_MAX_LAG_MS",
+        description="A replica further behind the primary than this (milliseconds) gets no"
+        " reads until it catches up.",
+    )
+    replica_poll_ms: float = Field(
+        200.0,
+        ge=10,
+        le=60_000,
+        validation_alias="REPLICA_POLL_MS",
+        description="How often each replica's replay position and lag are polled"
+        " (milliseconds); reads are routed on the last figures. Below REPLICA_MAX_LAG_MS.",
     )
     query_cache_ttl_seconds: float = Field(300.0, ge=0, validation_alias="QUERY_CACHE_TTL_SECONDS")
     query_explain_timeout_ms: int = Field(
@@ -148,6 +167,12 @@ class Settings(BaseSettings):
     redis_host: str | None = Field(None, validation_alias="REDIS_HOST")
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias="REDIS_PORT")
     redis_password: SecretStr | None = Field(None, validation_alias="REDIS_PASSWORD")
+    redis_cluster_nodes: str | None = Field(
+        None,
+        validation_alias="REDIS_CLUSTER_NODES",
+        description="Comma-separated host:port of Redis Cluster nodes (any few of them):"
+        " a cluster instead of one server; the same as REDIS_URL=redis+cluster://<nodes>.",
+    )
 
     # --- tenants (plans, limits, quotas) -------------------------------------
     default_plan: str = Field(
@@ -349,6 +374,50 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _redis_is_one_server_or_one_cluster(self) -> Settings:
+        url, nodes = self.redis_url, self.redis_cluster_nodes
+        try:
+            if url:
+                check_url(url)
+        except ValueError as exc:
+            raise ValueError(f"REDIS_URL: {exc}") from None
+        if not nodes:
+            return self
+        try:
+            given = parse_nodes(nodes)
+        except ValueError as exc:
+            raise ValueError(f"REDIS_CLUSTER_NODES: {exc}") from None
+        if self.redis_host:
+            raise ValueError(
+                "REDIS_CLUSTER_NODES and REDIS_HOST are both set: set REDIS_CLUSTER_NODES for"
+                " a cluster, or REDIS_HOST for one server"
+            )
+        if url and not is_cluster_url(url):
+            raise ValueError(
+                "REDIS_CLUSTER_NODES is set but REDIS_URL names one server: for a cluster"
+                " use REDIS_URL=redis+cluster://host:port,... or REDIS_CLUSTER_NODES alone"
+            )
+        if url and set(ClusterUrl.parse(url).nodes) != set(given):
+            raise ValueError(
+                "REDIS_URL and REDIS_CLUSTER_NODES name different cluster nodes: set one of them"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_follow_a_postgresql_primary(self) -> Settings:
+        if not self.replica_urls:
+            return self
+        if not self.effective_database_url.startswith("postgresql"):
+            raise ValueError("DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL")
+        if not all(url.startswith("postgresql") for url in self.replica_urls):
+            raise ValueError("DATABASE_REPLICA_URLS: every replica must be a postgresql:// URL")
+        if self.replica_poll_ms >= self.replica_max_lag_ms:
+            raise ValueError(
+                "REPLICA_POLL_MS must be below REPLICA_MAX_LAG_MS (lag is measured to one poll)"
+            )
+        return self
+
     # --- derived values ------------------------------------------------------
     @property
     def effective_database_url(self) -> str:
@@ -358,8 +427,12 @@ class Settings(BaseSettings):
 
     @property
     def effective_redis_url(self) -> str | None:
+        """REDIS_URL; or the cluster of REDIS_CLUSTER_NODES; or REDIS_HOST's server."""
         if self.redis_url:
             return self.redis_url
+        if self.redis_cluster_nodes:
+            password = self.redis_password.get_secret_value() if self.redis_password else None
+            return str(ClusterUrl(parse_nodes(self.redis_cluster_nodes), password=password))
         if self.redis_host:
             password = self.redis_password.get_secret_value() if self.redis_password else ""
             auth = f":{quote(password, safe='')}@" if password else ""

@@ -21,10 +21,10 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy import text
 
 from tenantry import db as database
+from tenantry import redis_clients
 from tenantry.auth import FailedAuthLimiter, KeyRecords, KeyStore, load_or_create_secret
 from tenantry.background import Background, every, until_done
 from tenantry.container import Services
@@ -46,6 +46,7 @@ from tenantry.queries import explain
 from tenantry.queries.explain_role import ensure_explain_role
 from tenantry.queries.schemas import health_details as query_health_details
 from tenantry.queries.service import QueryOptimizer, flag_gate
+from tenantry.redis_clients import AnyRedis
 from tenantry.resilience.breaker import Breaker, CircuitOpenError
 from tenantry.resilience.guard import guard
 from tenantry.resilience.registry import BreakerRegistry
@@ -122,7 +123,7 @@ async def build_services(
         metrics=metrics,
         health=health,
         keys=keys,
-        auth_limiter=FailedAuthLimiter(settings.auth_failures_per_minute),
+        auth_limiter=_auth_limiter(settings, stack),
         sessions=sessions,
         secret_key=secret_key,
         queries=queries,
@@ -168,21 +169,34 @@ async def _database(settings: Settings, stack: AsyncExitStack) -> database.Datab
     return db
 
 
-def _redis(settings: Settings, stack: AsyncExitStack) -> Redis | None:
+def _redis(settings: Settings, stack: AsyncExitStack) -> AnyRedis | None:
     if not settings.effective_redis_url:
         return None
-    redis = Redis.from_url(settings.effective_redis_url)
+    redis = redis_clients.client(settings.effective_redis_url)
     stack.push_async_callback(redis.aclose)
     return redis
+
+
+def _auth_limiter(settings: Settings, stack: AsyncExitStack) -> FailedAuthLimiter:
+    """Failed authentications counted in Redis when there is one: the limit is the
+    deployment's, not each process's."""
+    redis: AnyRedis | None = None
+    if settings.effective_redis_url and settings.auth_failures_per_minute:
+        # Its own client with short timeouts: a hung Redis must not hang a 401.
+        redis = redis_clients.client(
+            settings.effective_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        stack.push_async_callback(redis.aclose)
+    return FailedAuthLimiter(settings.auth_failures_per_minute, redis=redis)
 
 
 def _queries(
     settings: Settings, db: database.Database, flags: FlagService, stack: AsyncExitStack
 ) -> QueryOptimizer:
-    cache_redis: Redis | None = None
+    cache_redis: AnyRedis | None = None
     if settings.effective_redis_url:
         # Its own client with short timeouts: a hung Redis must not hang a cached read.
-        cache_redis = Redis.from_url(
+        cache_redis = redis_clients.client(
             settings.effective_redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
         )
         stack.push_async_callback(cache_redis.aclose)
@@ -201,6 +215,8 @@ def _queries(
         explain_url=async_database_url(explain_url) if explain_url else None,
         replica_urls=settings.replica_urls,
         replica_gate=flag_gate(flags.is_enabled),  # `use-read-replicas`, per company
+        replica_max_lag_ms=settings.replica_max_lag_ms,
+        replica_poll_seconds=settings.replica_poll_ms / 1000,
         flush_seconds=settings.query_metrics_flush_seconds,
     )
     optimizer.start()
@@ -211,7 +227,7 @@ def _queries(
 async def _resilience(
     settings: Settings,
     db: database.Database,
-    redis: Redis | None,
+    redis: AnyRedis | None,
     breakers: BreakerRegistry,
     flags: FlagService,
     failsafe: FailsafeStore,
@@ -279,7 +295,7 @@ def _rollouts(
 def _tenants(
     settings: Settings,
     db: database.Database,
-    redis: Redis | None,
+    redis: AnyRedis | None,
     queries: QueryOptimizer,
     stack: AsyncExitStack,
 ) -> TenantService:
@@ -430,8 +446,8 @@ async def _ping(db: database.Database) -> dict[str, Any]:
     return {"dialect": db.dialect}
 
 
-async def _ping_redis(redis: Redis) -> dict[str, Any]:
-    await redis.ping()  # type: ignore[misc]  # redis-py types ping as sync|async
+async def _ping_redis(redis: AnyRedis) -> dict[str, Any]:
+    await redis_clients.ping(redis)
     return {}
 
 

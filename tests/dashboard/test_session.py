@@ -30,11 +30,14 @@ PAGES = [
 ]
 
 
-@pytest.mark.parametrize("page", PAGES)
-async def test_pages_redirect_to_login_without_a_session(client: AsyncClient, page: str) -> None:
-    response = await client.get(page)
-    assert response.status_code == 303
-    assert response.headers["location"].startswith("/admin/login?next=")
+async def test_pages_redirect_to_login_without_a_session(
+    client: AsyncClient, subtests: pytest.Subtests
+) -> None:
+    for page in PAGES:  # one app, a subtest a page
+        with subtests.test(page):
+            response = await client.get(page)
+            assert response.status_code == 303
+            assert response.headers["location"].startswith("/admin/login?next=")
 
 
 async def test_htmx_refresh_without_a_session_redirects_the_page(client: AsyncClient) -> None:

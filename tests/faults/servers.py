@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -160,6 +161,32 @@ class OwnPostgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+@dataclass
+class OwnReplica(OwnPostgres):
+    """A streaming replica of `primary`, cloned with `pg_basebackup -R` on its own port.
+
+    initdb's pg_hba already trusts replication from 127.0.0.1, and PostgreSQL's defaults
+    (wal_level=replica, max_wal_senders=10, hot_standby=on) are what streaming needs.
+    """
+
+    primary: OwnPostgres = field(default_factory=OwnPostgres)
+
+    def init(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        subprocess.run(
+            self._as_postgres(
+                self.bin("pg_basebackup"),
+                *("-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres"),
+                *("-D", str(self.folder / "data"), "-R", "-X", "stream", "-c", "fast", "-N"),
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+
 S3_ACCESS_KEY = "tenantry-faults"
 S3_SECRET_KEY = "tenantry-faults-secret"
 _SEAWEED_PORTS = ("master", "volume", "filer", "s3", "admin")
@@ -261,3 +288,166 @@ class OwnSeaweed:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
         self.process = None
+
+
+def _free_cluster_port() -> int:
+    """A free loopback port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+@dataclass(frozen=True)
+class ClusterNodeInfo:
+    """One line of CLUSTER NODES: who a node is, what it serves."""
+
+    port: int
+    node_id: str
+    master: bool
+    failed: bool
+    slots: tuple[tuple[int, int], ...]
+
+    def serves(self, slot: int) -> bool:
+        return any(low <= slot <= high for low, high in self.slots)
+
+
+@dataclass
+class OwnRedisCluster:
+    """A Redis Cluster of the test's own: three masters, one replica each (AOF on).
+
+    Nodes are six `redis-server --cluster-enabled yes` on free loopback ports (and free
+    bus ports), their data and nodes.conf in `folder/<port>`; `kill` SIGKILLs one, and if
+    it was a master its replica takes over once `node_timeout_ms` has passed.
+    """
+
+    folder: Path
+    node_timeout_ms: int = 1000
+    ports: list[int] = field(default_factory=list)
+    processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def start(self) -> None:
+        self.ports = [_free_cluster_port() for _ in range(6)]
+        for port in self.ports:
+            self.start_node(port)
+        addresses = [f"127.0.0.1:{port}" for port in self.ports]
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        wait_until(self.healthy, 30, "every cluster node reporting cluster_state:ok")
+
+    def start_node(self, port: int) -> None:
+        folder = self.folder / str(port)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "redis.log").open("ab") as log:
+            self.processes[port] = subprocess.Popen(
+                [
+                    *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+                    *("--dir", str(folder), "--cluster-enabled", "yes"),
+                    *("--cluster-config-file", "nodes.conf"),
+                    *("--cluster-node-timeout", str(self.node_timeout_ms)),
+                    *("--appendonly", "yes", "--save", ""),
+                    # Replicas sync at once, not after the default 5 s wait for more.
+                    *("--repl-diskless-sync-delay", "0"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        ping = _answers(["redis-cli", "-p", str(port), "ping"])
+
+        def up() -> bool:
+            if self.processes[port].poll() is not None:  # its port taken since, say
+                log = (folder / "redis.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server on {port} exited:\n{log}")
+            return ping()
+
+        wait_until(up, 30, f"node {port} up")
+
+    def cli(self, port: int, *command: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), *command], capture_output=True, text=True, timeout=10
+        )
+        return done.stdout
+
+    def alive(self) -> list[int]:
+        return [port for port, process in self.processes.items() if process.poll() is None]
+
+    def healthy(self) -> bool:
+        """Every running node says cluster_state:ok and sees three reachable masters, and
+        every replica is in sync (a replica that never synced cannot take over)."""
+        for port in self.alive():
+            if "cluster_state:ok" not in self.cli(port, "cluster", "info"):
+                return False
+            masters = [n for n in self.nodes(port) if n.master and not n.failed and n.slots]
+            if len(masters) != 3:
+                return False
+            replication = self.cli(port, "info", "replication")
+            if "role:slave" in replication and "master_link_status:up" not in replication:
+                return False
+        return True
+
+    def nodes(self, asking: int | None = None) -> list[ClusterNodeInfo]:
+        """The cluster as one running node sees it."""
+        text = self.cli(asking or self.alive()[0], "cluster", "nodes")
+        nodes = []
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) < 8:
+                continue
+            flags = parts[2].split(",")
+            ranges = []
+            for item in parts[8:]:
+                if item.startswith("["):
+                    continue  # a slot being migrated
+                low, _, high = item.partition("-")
+                ranges.append((int(low), int(high or low)))
+            nodes.append(
+                ClusterNodeInfo(
+                    port=int(parts[1].split("@")[0].rsplit(":", 1)[1]),
+                    node_id=parts[0],
+                    master="master" in flags,
+                    failed="fail" in flags or "fail?" in flags,
+                    slots=tuple(ranges),
+                )
+            )
+        return nodes
+
+    def master_of(self, slot: int) -> ClusterNodeInfo | None:
+        """The master serving `slot`, None while none does (mid-failover)."""
+        masters = (n for n in self.nodes() if n.master and n.serves(slot) and not n.failed)
+        return next(masters, None)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node, as a crash would."""
+        process = self.processes[port]
+        process.kill()
+        process.wait(timeout=30)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+        for process in self.processes.values():
+            process.wait(timeout=30)
+        self.processes.clear()

@@ -1,7 +1,10 @@
-"""Read replicas: reads spread over them, the primary answers when one is down; writes stay."""
+"""Read replicas without a real one: what is not a streaming replica gets no reads,
+and replicas are configured only where they can work. (A real primary and replica:
+tests/faults/test_replica.py.)"""
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -9,30 +12,19 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from asgi_lifespan import LifespanManager
-from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenantry.app import create_app
 from tenantry.db import Database
 from tenantry.queries.service import QueryOptimizer, setting_gate
-from tenantry.settings import async_database_url, load_settings
-from tests.conftest import ADMIN, ADMIN_TOKEN, POSTGRES_URL
-
-
-def _label(url: str, name: str) -> None:
-    """Each database says which one it is, so a read shows where it ran."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE whoami (name text)")
-        conn.execute("INSERT INTO whoami VALUES (%s)", (name,))
-        conn.execute("CREATE TABLE notes (company_id text, body text)")
+from tenantry.settings import ConfigError, async_database_url, load_settings
+from tests.conftest import POSTGRES_URL, SETTINGS_VARIABLES
 
 
 @pytest.fixture
-def replica_url() -> Iterator[str]:
-    """A second database on the same server, standing in for a replica."""
-    name = f"tenantry_replica_{uuid.uuid4().hex[:12]}"
+def other_database() -> Iterator[str]:
+    """A second database on the same server: a primary, not a replica."""
+    name = f"tenantry_not_a_replica_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -49,154 +41,120 @@ def _closed_port_url() -> str:
     return f"postgresql://postgres@127.0.0.1:{port}/nowhere?connect_timeout=2"
 
 
-async def whoami(session: AsyncSession) -> str:
-    return str((await session.execute(text("SELECT name FROM whoami"))).scalar_one())
+async def database_name(session: AsyncSession) -> str:
+    return str((await session.execute(text("SELECT current_database()"))).scalar_one())
 
 
 @pytest.fixture
 async def primary(postgres_url: str) -> AsyncIterator[Database]:
-    _label(postgres_url, "primary")
     db = Database(async_database_url(postgres_url))
     yield db
     await db.dispose()
 
 
-def _optimizer(primary: Database, replicas: list[str], on: bool = True) -> QueryOptimizer:
-    return QueryOptimizer(
+async def _polled(primary: Database, replicas: list[str], on: bool = True) -> QueryOptimizer:
+    optimizer = QueryOptimizer(
         primary,
         replica_urls=[async_database_url(u) for u in replicas],
         replica_gate=setting_gate(on),
     )
+    await optimizer.replicas.poll()  # what the started optimizer does every REPLICA_POLL_MS
+    return optimizer
 
 
-async def test_reads_go_to_the_replica_and_writes_to_the_primary(
-    primary: Database, replica_url: str
+async def test_a_database_that_is_not_a_standby_gets_no_reads(
+    primary: Database, other_database: str
 ) -> None:
-    _label(replica_url, "replica")
-    optimizer = _optimizer(primary, [replica_url])
+    """Its replay position, and so its lag, cannot be known: the primary answers."""
+    optimizer = await _polled(primary, [other_database])
     try:
-        assert await optimizer.optimized_read("acme", "who", whoami, cache_ttl=0) == "replica"
-
-        async def write(session: AsyncSession) -> None:
-            await session.execute(text("INSERT INTO notes VALUES ('acme', 'hello')"))
-
-        await optimizer.optimized_write("acme", write)
-        async with primary.engine.connect() as conn:
-            count = await conn.exec_driver_sql("SELECT count(*) FROM notes")
-            assert count.scalar_one() == 1
-        with psycopg.connect(replica_url) as conn:
-            assert conn.execute("SELECT count(*) FROM notes").fetchone() == (0,)
+        answered = await optimizer.optimized_read("acme", "db", database_name, cache_ttl=0)
+        assert answered == primary.url.rsplit("/", 1)[1]
+        [health] = optimizer.replica_health()
+        assert health.state == "down" and "not a standby" in (health.error or "")
+        assert (health.reads, optimizer.primary_reads) == (0, 1)
     finally:
         await optimizer.close()
 
 
-async def test_reads_spread_round_robin(primary: Database, replica_url: str) -> None:
-    _label(replica_url, "replica-1")
-    second = replica_url + "_b"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{second.rsplit("/", 1)[1]}"')
+async def test_an_unreachable_replica_is_down_and_the_primary_answers(primary: Database) -> None:
+    optimizer = await _polled(primary, [_closed_port_url()])
     try:
-        _label(second, "replica-2")
-        optimizer = _optimizer(primary, [replica_url, second])
-        try:
-            seen = [await optimizer.optimized_read("acme", "who", whoami, 0) for _ in range(6)]
-            assert seen.count("replica-1") == seen.count("replica-2") == 3
-        finally:
-            await optimizer.close()
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{second.rsplit("/", 1)[1]}" WITH (FORCE)')
-
-
-async def test_a_down_replica_falls_back(primary: Database, replica_url: str) -> None:
-    _label(replica_url, "replica")
-    optimizer = _optimizer(primary, [_closed_port_url(), replica_url])
-    try:
-        seen = [await optimizer.optimized_read("acme", "who", whoami, 0) for _ in range(4)]
-        assert set(seen) == {"replica"}  # the dead one is skipped, nobody sees an error
-        status = optimizer.replicas.status()
-        assert status[0]["failures"] == 1 and not status[0]["up"]
-        assert status[1]["up"] and status[1]["reads"] == 4
+        answered = await optimizer.optimized_read("acme", "db", database_name, cache_ttl=0)
+        assert answered == primary.url.rsplit("/", 1)[1]
+        [health] = optimizer.replica_health()
+        assert (health.state, health.up, health.lag_ms) == ("down", False, None)
+        assert "OperationalError" in (health.error or "")
     finally:
         await optimizer.close()
 
 
-async def test_every_replica_down_reads_the_primary(primary: Database) -> None:
-    optimizer = _optimizer(primary, [_closed_port_url()])
-    try:
-        assert await optimizer.optimized_read("acme", "who", whoami, 0) == "primary"
-        assert optimizer.replicas.primary_reads == 1
-    finally:
-        await optimizer.close()
-
-
-async def test_gate_off_reads_the_primary(primary: Database, replica_url: str) -> None:
-    _label(replica_url, "replica")
-    optimizer = _optimizer(primary, [replica_url], on=False)
-    try:
-        assert await optimizer.optimized_read("acme", "who", whoami, 0) == "primary"
-    finally:
-        await optimizer.close()
-
-
-async def test_a_query_error_on_a_replica_is_the_callers(
-    primary: Database, replica_url: str
-) -> None:
-    """A bad query is not a down replica: it is raised, not retried on the primary."""
-    _label(replica_url, "replica")
-    optimizer = _optimizer(primary, [replica_url])
-
-    async def broken(session: AsyncSession) -> object:
-        return (await session.execute(text("SELECT * FROM no_such_table"))).all()
-
-    try:
-        with pytest.raises(Exception, match="no_such_table"):
-            await optimizer.optimized_read("acme", "broken", broken, 0)
-        assert optimizer.replicas.replicas[0].up
-        assert optimizer.replicas.primary_reads == 0
-    finally:
-        await optimizer.close()
-
-
-async def test_a_flag_can_gate_replicas_per_company(primary: Database, replica_url: str) -> None:
-    from tenantry.queries.service import flag_gate
-
-    _label(replica_url, "replica")
-    enabled_for = {"acme"}
+async def test_a_replica_not_polled_yet_gets_no_reads(primary: Database) -> None:
     optimizer = QueryOptimizer(
         primary,
-        replica_urls=[async_database_url(replica_url)],
-        replica_gate=flag_gate(
-            lambda key, company: key == "use-read-replicas" and company in enabled_for
-        ),
+        replica_urls=[async_database_url(_closed_port_url())],
+        replica_gate=setting_gate(True),
     )
     try:
-        assert await optimizer.optimized_read("acme", "who", whoami, 0) == "replica"
-        assert await optimizer.optimized_read("globex", "who", whoami, 0) == "primary"
+        [health] = optimizer.replica_health()
+        assert (health.state, health.error) == ("down", "not polled yet")
+        await optimizer.optimized_read("acme", "db", database_name, cache_ttl=0)
+        assert optimizer.primary_reads == 1
     finally:
         await optimizer.close()
 
 
-async def test_the_use_read_replicas_flag_switches_replicas_on_at_run_time(
-    tmp_path: Path, postgres_url: str, replica_url: str
+async def test_passwords_are_hidden_in_the_replicas_health(primary: Database) -> None:
+    url = _closed_port_url().replace("postgres@", "postgres:s3cret@")
+    optimizer = await _polled(primary, [url])
+    try:
+        [health] = optimizer.replica_health()
+        assert "s3cret" not in health.url and "***" in health.url
+        assert "s3cret" not in (health.error or "")
+    finally:
+        await optimizer.close()
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No setting from the environment or a .env file."""
+    monkeypatch.chdir(tmp_path)
+    for name in SETTINGS_VARIABLES & set(os.environ):
+        monkeypatch.delenv(name)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"database_url": None}, "DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL"),
+        (
+            {"database_replica_urls": "sqlite:///replica.db"},
+            "every replica must be a postgresql:// URL",
+        ),
+        ({"replica_poll_ms": 1000}, "REPLICA_POLL_MS must be below REPLICA_MAX_LAG_MS"),
+        ({"replica_max_lag_ms": 0}, "REPLICA_MAX_LAG_MS: Input should be greater than 0"),
+        ({"replica_poll_ms": 5}, "REPLICA_POLL_MS: Input should be greater than or equal to 10"),
+    ],
+)
+def test_replica_settings_are_validated(
+    clean_env: Path, overrides: dict[str, object], message: str
 ) -> None:
-    """In the app: the flag, changed through the API, decides where optimized_read runs."""
-    _label(postgres_url, "primary")
-    _label(replica_url, "replica")
+    values: dict[str, object] = {
+        "data_dir": clean_env,
+        "database_url": "postgresql://postgres@127.0.0.1/app",
+        "database_replica_urls": "postgresql://postgres@127.0.0.1:5433/app",
+        **overrides,
+    }
+    with pytest.raises(ConfigError, match=message):
+        load_settings(**values)
+
+
+def test_replica_settings_defaults(clean_env: Path) -> None:
     settings = load_settings(
-        data_dir=tmp_path,
-        database_url=postgres_url,
-        database_replica_urls=replica_url,
-        admin_token=ADMIN_TOKEN,
+        data_dir=clean_env,
+        database_url="postgresql://postgres@127.0.0.1/app",
+        database_replica_urls="postgres://postgres@127.0.0.1:5433/app, ",
     )
-    app = create_app(settings)
-    async with LifespanManager(app):
-        queries = app.state.services.queries
-        transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://t") as http:
-            base = "/api/degradation/features/use-read-replicas"
-            assert await queries.optimized_read("acme", "who", whoami, 0) == "primary"
-            assert (await http.post(f"{base}/enable", headers=ADMIN)).status_code == 200
-            assert await queries.optimized_read("acme", "who", whoami, 0) == "replica"
-            assert (await http.post(f"{base}/disable", headers=ADMIN)).status_code == 200
-            assert await queries.optimized_read("acme", "who", whoami, 0) == "primary"
+    assert settings.replica_urls == ["postgresql+psycopg://postgres@127.0.0.1:5433/app"]
+    assert (settings.replica_max_lag_ms, settings.replica_poll_ms) == (1000.0, 200.0)

@@ -5,9 +5,7 @@ The contract is the shipped one (tenantry.testing.flags), run here as a user wou
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -20,6 +18,7 @@ from tenantry.resilience.stores.database import DatabaseFlagStore
 from tenantry.resilience.stores.failsafe import FailsafeStore
 from tenantry.resilience.stores.memoized import MemoizedStore
 from tenantry.resilience.stores.memory import MemoryFlagStore
+from tenantry.settings import async_database_url
 from tenantry.testing.flags import (
     FLAG_STORE_CHECKS,
     FlagStoreCheck,
@@ -35,23 +34,13 @@ BACKENDS = [
 ]
 
 
-async def _database(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> database.Database:
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'flags.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    await asyncio.to_thread(database.upgrade, url)
-    from tenantry.settings import async_database_url
-
-    return database.Database(async_database_url(url))
-
-
 @pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FlagStore]:
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[FlagStore]:
     kind: str = request.param
     db = None
     if "database" in kind:
-        db = await _database(request, tmp_path, kind.rsplit("-", 1)[1])
+        url = request.getfixturevalue("migrated_database")(kind.rsplit("-", 1)[1])
+        db = database.Database(async_database_url(url))
         engine: FlagStore = DatabaseFlagStore(db)
     else:
         engine = MemoryFlagStore()

@@ -1,4 +1,5 @@
-"""Dashboard: statements by total time, the slow log, cache hit rates, index advice, EXPLAIN."""
+"""Dashboard: statements by total time, the slow log, cache hit rates, replicas, index
+advice, EXPLAIN."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ async def _page(
         slow=metrics.slow_queries[:20],
         statistics=await optimizer.statistics(),
         hit_rates=await optimizer.cache_hit_rates(),
+        replicas=optimizer.replica_health(),
+        primary_reads=optimizer.primary_reads,
         dialect=services.db.dialect,
         **extra,
     )

@@ -67,7 +67,7 @@ async def login(
         principal = None
     if principal is None or not principal.is_admin:
         # Only a failed login meets the limiter: the admin key always gets in.
-        services.auth_limiter.failed(request.client.host if request.client else "unknown")
+        await services.auth_limiter.failed(request.client.host if request.client else "unknown")
         return render(
             request,
             "login.html",

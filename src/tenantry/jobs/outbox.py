@@ -16,18 +16,18 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import DateTime, Integer, String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tenantry import redis_clients
 from tenantry.db import Base, Database, utcnow
 from tenantry.jobs.backends import JobRecord, now_ms
 
 log = logging.getLogger("tenantry.jobs.outbox")
 
-# What "Redis is unreachable" looks like from redis-py (and bullmq, which uses it).
-REDIS_DOWN: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+# What "Redis is unreachable" looks like from redis-py (and bullmq, which uses it), a
+# cluster in the middle of a failover included.
+REDIS_DOWN: tuple[type[BaseException], ...] = (*redis_clients.REDIS_DOWN, OSError)
 
 Enqueue = Callable[[str, str, dict[str, Any], dict[str, Any]], Awaitable[str]]
 

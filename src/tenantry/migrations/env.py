@@ -1,7 +1,7 @@
 """Alembic environment: runs Tenantry's migrations on a synchronous connection."""
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from tenantry.db import Base
 
@@ -18,5 +18,10 @@ with connectable.connect() as connection:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Processes started together on one database migrate one at a time: the
+            # others wait here, then find it at head (else all but one fail on the DDL).
+            # Released when the migration's transaction ends.
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('tenantry_migrate'))"))
         context.run_migrations()
 connectable.dispose()

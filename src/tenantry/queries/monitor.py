@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenantry.context import current_company
 from tenantry.queries.shapes import Shape, shape_of
 from tenantry.queries.sketch import LatencySketch, bucket_index
+from tenantry.redis_clients import AnyRedis, Batch
 
 log = logging.getLogger("tenantry.queries")
 
@@ -298,7 +298,7 @@ class QueryMonitor:
                 info.plan = None
 
     # --- merging across processes through Redis ------------------------------
-    async def flush(self, redis: Redis) -> None:
+    async def flush(self, redis: AnyRedis) -> None:
         """Adds this process's figures into Redis, then forgets them locally.
 
         On a Redis error the figures are put back, so nothing is lost or counted twice.
@@ -318,35 +318,35 @@ class QueryMonitor:
             raise
 
     async def _push(
-        self, redis: Redis, pending: dict[tuple[str, str], Series], slow: list[SlowQuery]
+        self, redis: AnyRedis, pending: dict[tuple[str, str], Series], slow: list[SlowQuery]
     ) -> None:
         p = self.prefix
-        pipe = redis.pipeline(transaction=True)
+        batch = Batch()  # all or nothing, so a retried flush never counts twice
         for (shape_id, company), series in pending.items():
             key = f"{p}s:{shape_id}:{company}"
-            pipe.sadd(f"{p}series", f"{shape_id}:{company}")
+            batch.add("SADD", f"{p}series", f"{shape_id}:{company}")
             # A company's own members, so its figures read only its series.
-            pipe.sadd(f"{p}series:{company}", f"{shape_id}:{company}")
-            pipe.hincrby(key, "calls", series.calls)
-            pipe.hincrby(key, "us", round(series.total * 1e6))
-            pipe.hincrby(key, "rows", series.rows)
-            pipe.hincrby(key, "slow", series.slow)
+            batch.add("SADD", f"{p}series:{company}", f"{shape_id}:{company}")
+            batch.add("HINCRBY", key, "calls", series.calls)
+            batch.add("HINCRBY", key, "us", round(series.total * 1e6))
+            batch.add("HINCRBY", key, "rows", series.rows)
+            batch.add("HINCRBY", key, "slow", series.slow)
             for index, count in series.sketch.buckets.items():
-                pipe.hincrby(key, f"b{index}", count)
+                batch.add("HINCRBY", key, f"b{index}", count)
             info = self._shapes.get(shape_id)
             if info is not None:
                 value = {"text": info.shape.text, "dialect": info.shape.dialect}
-                pipe.hsetnx(f"{p}shapes", shape_id, json.dumps(value))
+                batch.add("HSETNX", f"{p}shapes", shape_id, json.dumps(value))
                 if isinstance(info.plan, list | dict):
-                    pipe.hsetnx(f"{p}plans", shape_id, json.dumps(info.plan, default=str))
+                    batch.add("HSETNX", f"{p}plans", shape_id, json.dumps(info.plan, default=str))
         for entry in slow:
-            pipe.lpush(f"{p}slow", json.dumps(entry.as_dict()))
+            batch.add("LPUSH", f"{p}slow", json.dumps(entry.as_dict()))
         if slow:
-            pipe.ltrim(f"{p}slow", 0, (self.slow_log.maxlen or 200) - 1)
-        await pipe.execute()
+            batch.add("LTRIM", f"{p}slow", 0, (self.slow_log.maxlen or 200) - 1)
+        await batch.run(redis)
 
     async def redis_series(
-        self, redis: Redis, company_id: str | None = None
+        self, redis: AnyRedis, company_id: str | None = None
     ) -> dict[tuple[str, str], Series]:
         """Every series in Redis, or (with `company_id`) that company's only: its reads
         cost in proportion to its own statement shapes, not to every company's."""
@@ -363,7 +363,7 @@ class QueryMonitor:
             merged[(shape_id, company)] = _series_from_hash(raw)
         return merged
 
-    async def redis_shapes(self, redis: Redis) -> dict[str, dict[str, Any]]:
+    async def redis_shapes(self, redis: AnyRedis) -> dict[str, dict[str, Any]]:
         p = self.prefix
         shapes = await redis.hgetall(f"{p}shapes")  # type: ignore[misc]
         plans = await redis.hgetall(f"{p}plans")  # type: ignore[misc]
@@ -372,11 +372,11 @@ class QueryMonitor:
             out.setdefault(k.decode(), {})["plan"] = json.loads(v)
         return out
 
-    async def redis_slow(self, redis: Redis) -> list[dict[str, Any]]:
+    async def redis_slow(self, redis: AnyRedis) -> list[dict[str, Any]]:
         raw = await redis.lrange(f"{self.prefix}slow", 0, -1)  # type: ignore[misc]
         return [json.loads(item) for item in raw]
 
-    async def redis_reset(self, redis: Redis) -> None:
+    async def redis_reset(self, redis: AnyRedis) -> None:
         p = self.prefix
         members = [m.decode() for m in await redis.smembers(f"{p}series")]  # type: ignore[misc]
         keys = [f"{p}s:{m}" for m in members]

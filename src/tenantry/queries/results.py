@@ -157,10 +157,17 @@ class CacheHealth:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaHealth:
-    url: str
-    up: bool
+    url: str  # password hidden
+    state: str  # up, lagging (over REPLICA_MAX_LAG_MS), down, unknown (not polled lately)
+    up: bool  # it answers (up or lagging)
+    lag_ms: float | None  # None while down
+    lag_bytes: int | None
+    replay_lsn: str | None  # e.g. "0/3000148"
     reads: int
-    failures: int
+    failures: int  # reads it failed to connect for (the next replica, or the primary, answered)
+    skipped_for_lag: int  # reads it was too far behind for
+    behind_writes: int  # reads it had not yet replayed the company's last write for
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +176,4 @@ class QueryHealth:
     slow_query_ms: float
     cache: CacheHealth
     replicas: list[ReplicaHealth]
+    primary_reads: int  # optimized_read loads the primary answered (replicas off, unfit, down)

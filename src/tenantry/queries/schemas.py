@@ -211,9 +211,16 @@ class CacheHealthOut(_FromResult):
 
 class ReplicaHealthOut(_FromResult):
     url: str
+    state: Literal["up", "lagging", "down", "unknown"]
     up: bool
+    lag_ms: float | None
+    lag_bytes: int | None
+    replay_lsn: str | None
     reads: int
     failures: int
+    skipped_for_lag: int
+    behind_writes: int
+    error: str | None
 
 
 class HealthOut(_FromResult):
@@ -222,6 +229,7 @@ class HealthOut(_FromResult):
     slow_query_ms: float
     cache: CacheHealthOut
     replicas: list[ReplicaHealthOut]
+    primary_reads: int
 
 
 def health_details(health: QueryHealth) -> dict[str, Any]:

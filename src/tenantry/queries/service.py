@@ -8,7 +8,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -35,6 +34,9 @@ from tenantry.queries.results import (
     ShapeMetrics,
     SlowStatement,
 )
+from tenantry.queries.write_marks import WriteMarks
+from tenantry.redis_clients import AnyRedis, Batch, is_cluster
+from tenantry.redis_url import one_slot
 
 log = logging.getLogger("tenantry.queries")
 T = TypeVar("T")
@@ -46,7 +48,7 @@ class QueryOptimizer:
         self,
         db: Database,
         *,
-        redis: Redis | None = None,
+        redis: AnyRedis | None = None,
         slow_query_ms: float = 1000.0,
         cache_ttl: float = 300.0,
         explain_timeout_ms: int = 5000,
@@ -54,6 +56,8 @@ class QueryOptimizer:
         explain_url: str | None = None,
         replica_urls: Iterable[str] = (),
         replica_gate: ReplicaGate | None = None,
+        replica_max_lag_ms: float = 1000.0,
+        replica_poll_seconds: float = 0.2,
         flush_seconds: float = 5.0,
         cache_backend: CacheBackend | None = None,
     ) -> None:
@@ -64,17 +68,28 @@ class QueryOptimizer:
         self.explain_access = explain_access
         self.explain_url = explain_url
         self.flush_seconds = flush_seconds
-        self.monitor = QueryMonitor(slow_query_ms=slow_query_ms)
+        # On a cluster the figures share one slot: a flush is one MULTI/EXEC.
+        prefix = one_slot("tenantry:queries", is_cluster(redis)) + ":"
+        self.monitor = QueryMonitor(slow_query_ms=slow_query_ms, redis_prefix=prefix)
         self.monitor.attach(db.engine)
         backend = cache_backend or (RedisCache(redis) if redis is not None else MemoryCache())
         self.cache = ReadCache(backend)
+        # A write's mark outlives the moment a replica that has not replayed it is
+        # skipped for lag anyway (REPLICA_MAX_LAG_MS, measured to one poll), with room.
+        marks = WriteMarks(replica_max_lag_ms / 1000 + replica_poll_seconds + 5.0, redis)
         self.replicas = ReplicaRouter(
-            db, list(replica_urls), replica_gate or _off, monitor=self.monitor
+            db,
+            list(replica_urls),
+            replica_gate or _off,
+            marks,
+            monitor=self.monitor,
+            max_lag_ms=replica_max_lag_ms,
+            poll_seconds=replica_poll_seconds,
         )
         self._tools: AsyncEngine | None = None
         self._explainer: AsyncEngine | None = None
         self._background = Background()
-        self._flushing = False
+        self._started = False
         self._cache_flushed: dict[str, tuple[int, int]] = {}
 
     # --- life cycle -------------------------------------------------------------
@@ -83,16 +98,28 @@ class QueryOptimizer:
         self.monitor.attach(engine)
 
     def start(self) -> None:
-        if self.redis is not None and not self._flushing:
+        if self._started:
+            return
+        self._started = True
+        if self.redis is not None:
             # Redis away: figures stay local and go next time (so quietly).
             flushing = every(self.flush_seconds, self.flush, name="query metrics flush", quiet=True)
             self._background.start(flushing, "query-metrics")
-            self._flushing = True
+        if self.replicas.replicas:
+            # Until its first round a replica is not used; a failed round marks it down.
+            polling = every(
+                self.replicas.poll_seconds,
+                self.replicas.poll,
+                name="replica lag poll",
+                now=True,
+                quiet=True,
+            )
+            self._background.start(polling, "replica-lag")
 
     async def close(self) -> None:
-        if self._flushing:
+        if self._started:
             await self._background.stop()
-            self._flushing = False
+            self._started = False
             with contextlib.suppress(Exception):
                 await self.flush()
         self.monitor.detach_all()
@@ -114,11 +141,11 @@ class QueryOptimizer:
             if (hits, misses) != (flushed_hits, flushed_misses):
                 deltas[company] = (hits - flushed_hits, misses - flushed_misses)
         if deltas:
-            pipe = self.redis.pipeline(transaction=True)
+            batch = Batch()
             for company, (hits, misses) in deltas.items():
-                pipe.hincrby(_CACHE_STATS_KEY, f"{company}:hits", hits)
-                pipe.hincrby(_CACHE_STATS_KEY, f"{company}:misses", misses)
-            await pipe.execute()
+                batch.add("HINCRBY", _CACHE_STATS_KEY, f"{company}:hits", hits)
+                batch.add("HINCRBY", _CACHE_STATS_KEY, f"{company}:misses", misses)
+            await batch.run(self.redis)
             self._cache_flushed.update({c: snapshot[c] for c in deltas})
 
     # --- the read cache ---------------------------------------------------------
@@ -131,7 +158,9 @@ class QueryOptimizer:
     ) -> Any:
         """`fn(session)` for `company_id`, cached under `name` in that company's namespace.
 
-        Concurrent misses of one key run `fn` once; on a replica when they are on.
+        Concurrent misses of one key run `fn` once; on a replica when they are on for
+        the company and one is fit: up, within REPLICA_MAX_LAG_MS, and past the
+        company's last `optimized_write` (from any process sharing Redis).
         """
         ttl = self.cache_ttl if cache_ttl is None else cache_ttl
 
@@ -150,12 +179,15 @@ class QueryOptimizer:
         """`fn(session)` on the primary in a transaction, then drops that company's reads.
 
         `invalidates` holds cache names, or prefixes ending in '*'; other companies'
-        entries are never touched.
+        entries are never touched. With replicas, the primary's WAL position after the
+        commit is noted for the company before its reads are dropped: from then on its
+        reads go to a replica only once that has replayed the write, else to the primary.
         """
         validate_company_id(company_id)
         with company_scope(company_id):
             async with self.db.session() as session:
                 result = await fn(session)
+        await self.replicas.wrote(company_id)
         names = list(invalidates)
         if names:
             await self.cache.invalidate(company_id, names)
@@ -389,10 +421,18 @@ class QueryOptimizer:
             shapes=len(self.monitor.shapes()),
             slow_query_ms=self.monitor.slow_seconds * 1000,
             cache=CacheHealth(backend.name, self.cache.backend_errors, status),
-            replicas=[
-                ReplicaHealth(r.label, r.up, r.reads, r.failures) for r in self.replicas.replicas
-            ],
+            replicas=self.replica_health(),
+            primary_reads=self.primary_reads,
         )
+
+    def replica_health(self) -> list[ReplicaHealth]:
+        """Each replica's state, lag and reads, as the lag monitor last saw it."""
+        return self.replicas.health()
+
+    @property
+    def primary_reads(self) -> int:
+        """`optimized_read` loads the primary answered (replicas off, or none fit)."""
+        return self.replicas.primary_reads
 
 
 def _figures(series: Series) -> Figures:

@@ -401,8 +401,9 @@ async def seed_defaults(store: FlagStore, defaults: Iterable[Flag] = DEFAULT_FLA
     loaded machine's slow first write must not stop the service from starting.
     """
     created = []
+    existing = {flag.key for flag in await store.all()}  # one read, not one a default
     for flag in defaults:
-        if await store.get(flag.key) is not None:
+        if flag.key in existing:
             continue
         if await store.audit(flag.key, 1):
             continue  # it existed once and was deleted on purpose

@@ -4,7 +4,8 @@ Pub/sub carries each change to every process within milliseconds; a hash of the
 current breaker states lets a process that (re)connects catch up, and on every
 (re)subscription flags are reloaded from the store, so a message missed while
 Redis was away is never lost for good. If Redis is down, publishing fails fast
-(logged, counted) and each process keeps its own state.
+(logged, counted) and each process keeps its own state. On a Redis Cluster, messages
+are published through the cluster and heard on one node (`redis_clients.pubsub`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
-
+from tenantry import redis_clients
+from tenantry.redis_clients import AnyRedis
 from tenantry.resilience.breaker import State, Transition
 from tenantry.resilience.registry import BreakerRegistry
 
@@ -35,7 +36,7 @@ PUBLISH_TIMEOUT = 1.0
 class RedisSync:
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         breakers: BreakerRegistry,
         reload_flags: Callable[[], Awaitable[Any]],
     ) -> None:
@@ -44,8 +45,7 @@ class RedisSync:
         self.reload_flags = reload_flags
         # Pub/sub channels are shared by every logical database of a Redis server: name
         # ours after the database, so deployments that share a server never hear each other.
-        database = redis.connection_pool.connection_kwargs.get("db", 0)
-        self.channel = f"{CHANNEL}:{database}"
+        self.channel = f"{CHANNEL}:{redis_clients.database(redis)}"
         self.origin = uuid.uuid4().hex
         self.connected = asyncio.Event()
         self.publish_failures = 0
@@ -95,7 +95,8 @@ class RedisSync:
         await self._guarded(self._publish({"kind": "flags", "key": key}))
 
     async def _publish(self, message: dict[str, Any]) -> None:
-        await self.redis.publish(self.channel, json.dumps({**message, "origin": self.origin}))
+        data = json.dumps({**message, "origin": self.origin})
+        await redis_clients.publish(self.redis, self.channel, data)
 
     async def _guarded(self, operation: Awaitable[None]) -> None:
         try:
@@ -109,7 +110,7 @@ class RedisSync:
         delay = 0.2
         while True:
             try:
-                async with self.redis.pubsub() as pubsub:
+                async with redis_clients.pubsub(self.redis) as pubsub:
                     await pubsub.subscribe(self.channel)
                     await self._catch_up()
                     self.connected.set()

@@ -8,6 +8,9 @@ Refused requests are not counted, so a company over its limit gets through again
 soon as its rate falls under it. Written here rather than taken from the `limits`
 package: its asynchronous Redis storage needs a second Redis client library (coredis)
 beside the redis-py client the rest of Tenantry shares.
+
+A company's two window keys carry its id as a hash tag (`tenantry:rate:{acme}:<minute>`),
+so the script's keys share one slot on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ import math
 import time
 from typing import Any
 
-from redis.asyncio import Redis
-
 from tenantry.errors import TenantryError
+from tenantry.redis_clients import AnyRedis, script
 
 WINDOW = 60.0
 
@@ -40,10 +42,10 @@ class TooManyRequests(TenantryError):
 
 
 class RequestRate:
-    def __init__(self, redis: Redis | None = None, prefix: str = "tenantry:rate") -> None:
+    def __init__(self, redis: AnyRedis | None = None, prefix: str = "tenantry:rate") -> None:
         self._redis = redis
         self._prefix = prefix
-        self._script: Any = redis.register_script(_HIT) if redis is not None else None
+        self._script: Any = script(redis, _HIT) if redis is not None else None
         self._local: dict[tuple[str, int], int] = {}
 
     async def hit(self, company_id: str, per_minute: int | None) -> None:
@@ -55,8 +57,8 @@ class RequestRate:
         left = 1.0 - (now % WINDOW) / WINDOW
         if self._script is not None:
             keys = [
-                f"{self._prefix}:{company_id}:{window}",
-                f"{self._prefix}:{company_id}:{window - 1}",
+                f"{self._prefix}:{{{company_id}}}:{window}",
+                f"{self._prefix}:{{{company_id}}}:{window - 1}",
             ]
             allowed = await self._script(keys=keys, args=[per_minute, left])
         else:

@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 
 from tenantry.auth import validate_company_id
 from tenantry.db import CompanyRow, Database, ensure_company, utcnow
 from tenantry.errors import InvalidInput, NotFound
+from tenantry.redis_clients import AnyRedis
 from tenantry.tenants.limits import QueueLimits
 from tenantry.tenants.metering import UsageMeter, UsageSort
 from tenantry.tenants.plans import DEFAULT_PLANS, Limits, Plan, parse_limits, parse_weight
@@ -73,7 +73,7 @@ class TenantService:
         default_plan: str = "free",
         cache_seconds: float = 5.0,
         queues: Collection[str] | None = None,
-        redis: Redis | None = None,
+        redis: AnyRedis | None = None,
         meter: UsageMeter | None = None,
     ) -> None:
         self.db = db

@@ -6,6 +6,15 @@ stalled-job check puts it back) and a restarted API.
 
 Fair across companies (tenantry/jobs/fairness.py): Tenantry's jobs are staged per
 company and dispatched into BullMQ's `wait` by the scripts in `bullmq_fair`.
+
+On a Redis Cluster (a `redis+cluster://` URL) each queue's BullMQ name is its name as a
+hash tag, `{email}`, with the prefix unchanged: its keys are `bull:{email}:wait`,
+`bull:{email}:<job id>`..., all in the slot of `email`, as BullMQ's scripts need, while
+the six queues spread over the cluster's slots (BullMQ's advice for several queues; a
+tag in the prefix, `{bull}`, would put every queue in one slot, on one master). A Node
+producer or worker shares a queue by that name and prefix, on a cluster connection:
+`new Queue('{email}', { prefix: 'bull', connection: new IORedis.Cluster([...]) })`.
+On one server the names and keys are BullMQ's plain ones (`bull:email:wait`).
 """
 
 from __future__ import annotations
@@ -16,13 +25,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from tenantry import redis_clients
 from tenantry.errors import Conflict, NotFound
 from tenantry.jobs.backends import bullmq_fair
 from tenantry.jobs.backends.base import (
@@ -36,6 +45,8 @@ from tenantry.jobs.backends.base import (
     now_ms,
 )
 from tenantry.jobs.fairness import CompanyLimits, FairSettings, Limits
+from tenantry.redis_clients import AnyRedis
+from tenantry.redis_url import is_cluster_url, one_slot
 
 log = logging.getLogger("tenantry.jobs")
 
@@ -95,16 +106,29 @@ COMPANY_CHUNK = 1000
 _FORCE_CLOSE_SECONDS = 5.0
 
 # What "Redis is unreachable" looks like from redis-py (and so from bullmq).
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+REDIS_DOWN = redis_clients.REDIS_DOWN
 
 
-def _producer_client(redis_url: str) -> Redis:
-    return Redis.from_url(
+def _producer_client(redis_url: str) -> AnyRedis:
+    return redis_clients.client(
         redis_url,
         decode_responses=True,  # what bullmq's own connections use
         single_connection_client=True,
         socket_connect_timeout=5,
         retry=Retry(ExponentialBackoff(cap=1, base=0.1), 2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, BusyLoadingError],
+    )
+
+
+def _worker_connection(redis_url: str) -> str | AnyRedis:
+    """A server URL as it is (bullmq makes its own clients from it); on a cluster, a
+    client that rides out a failover: retried for about half a minute, 2 s apart at most."""
+    if not is_cluster_url(redis_url):
+        return redis_url
+    return redis_clients.client(
+        redis_url,
+        decode_responses=True,
+        retry=Retry(ExponentialBackoff(cap=2, base=0.1), 20),
         retry_on_error=[RedisConnectionError, RedisTimeoutError, BusyLoadingError],
     )
 
@@ -118,12 +142,14 @@ class BullMQBackend(JobBackend):
 
         self.redis_url = redis_url
         self.prefix = prefix
+        cluster = is_cluster_url(redis_url)
+        self.bull_names = {name: one_slot(name, cluster) for name in queues}  # see above
         # One Queue (one connection) per queue name: Queue objects are the producer side.
         # Their clients give up within seconds when Redis is down (bullmq's own default
         # retries for minutes), so a request that enqueues gets a 503, not a hang.
         self._queues = {
-            name: Queue(name, {"connection": _producer_client(redis_url), "prefix": prefix})
-            for name in queues
+            name: Queue(bull, {"connection": _producer_client(redis_url), "prefix": prefix})
+            for name, bull in self.bull_names.items()
         }
         self._workers: list[Any] = []
         self._runs: list[asyncio.Task[Any]] = []
@@ -137,7 +163,7 @@ class BullMQBackend(JobBackend):
         return self._queues[name]
 
     def _key(self, queue: str, name: str = "") -> str:
-        return f"{self.prefix}:{queue}:{name}"
+        return f"{self.prefix}:{self.bull_names[queue]}:{name}"
 
     def configure_fairness(self, settings: FairSettings) -> None:
         self.fair = settings
@@ -147,8 +173,8 @@ class BullMQBackend(JobBackend):
         if not self.fair.enabled:
             return 0
         script = self._scripts[queue]["dispatch"]
-        args = [self._key(queue), now_ms(), self.fair.depth(queue), self.fair.grace_ms]
-        return int(await script(keys=[], args=args))
+        args = [now_ms(), self.fair.depth(queue), self.fair.grace_ms]
+        return int(await script(keys=[self._key(queue)], args=args))
 
     async def set_company_limits(self, queue: str, company_id: str, limits: Limits) -> None:
         client = self._queue(queue).client
@@ -235,7 +261,7 @@ class BullMQBackend(JobBackend):
             packed_args, json_data, packed_opts, job.timestamp, company,
             "1" if self.fair.enabled else "0", self.fair.depth(queue), self.fair.grace_ms,
         ]  # fmt: skip
-        return str(await self._scripts[queue]["add"](keys=[], args=args))
+        return str(await self._scripts[queue]["add"](keys=[self._key(queue)], args=args))
 
     async def get(self, queue: str, job_id: str) -> JobRecord | None:
         # State first: the data read after it is at least as new (never "completed"
@@ -282,8 +308,8 @@ class BullMQBackend(JobBackend):
         offset = 0
         while True:
             out = await script(
-                keys=[],
-                args=[self._key(queue), company_id, offset, COMPANY_CHUNK, int(newest_first)],
+                keys=[self._key(queue)],
+                args=[company_id, offset, COMPANY_CHUNK, int(newest_first)],
             )
             scanned = int(out[0])
             for job_id, state in zip(out[1::2], out[2::2], strict=True):
@@ -393,7 +419,7 @@ class BullMQBackend(JobBackend):
                 return ids
             left = 0 if limit <= 0 else limit - len(ids)
             script = self._scripts[queue]["clean_staged"]
-            staged = await script(keys=[], args=[self._key(queue), now_ms() - grace_ms, left])
+            staged = await script(keys=[self._key(queue)], args=[now_ms() - grace_ms, left])
             ids += [str(job_id) for job_id in staged]
         return ids
 
@@ -468,15 +494,18 @@ class BullMQBackend(JobBackend):
 
         for queue, concurrency in settings.concurrency.items():
             worker = Worker(
-                queue,
+                self.bull_names[queue],
                 processor_for(queue, max(1, concurrency // 2)),
                 {
-                    "connection": self.redis_url,
+                    "connection": _worker_connection(self.redis_url),
                     "prefix": self.prefix,
                     "concurrency": concurrency,
                     "lockDuration": settings.lock_duration_ms,
                     "stalledInterval": settings.stalled_interval_ms,
                     "maxStalledCount": settings.max_stalled_count,
+                    # After a lost connection (a failover) fetch again within a second,
+                    # not after bullmq's 15 s.
+                    "runRetryDelay": 1000,
                     "autorun": False,
                 },
             )
@@ -528,7 +557,7 @@ class BullMQBackend(JobBackend):
 
     async def ping(self) -> dict[str, Any]:
         first = next(iter(self._queues.values()))
-        await first.client.ping()
+        await redis_clients.ping(first.client)
         return {}
 
     async def close(self) -> None:

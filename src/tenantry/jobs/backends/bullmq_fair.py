@@ -18,6 +18,11 @@ Keys beside BullMQ's, for queue prefix K = `<prefix>:<queue>:`:
 The index `fair:i` is what makes a company's view cost its own jobs, not the queue's:
 each listed id's state is read from BullMQ's own lists (so it is exact whatever moved
 the job), and ids whose job is gone are pruned (on reads, and two sampled per add).
+
+Every script takes K as KEYS[1] and builds the other keys from it, as BullMQ's own
+scripts build a job's keys from theirs: a cluster client sends the call to the node of
+K's slot, and on a cluster K holds the queue's hash tag (`bull:{email}:`), so every key
+the script touches, per company and per job too, is in that one slot.
 """
 
 from __future__ import annotations
@@ -130,14 +135,14 @@ local function dispatch(prefix, now, budget, grace)
 end
 """
 
-# KEYS: -.  ARGV: BullMQ's packed args, job data JSON, packed opts (from bullmq's own
+# KEYS: K.  ARGV: BullMQ's packed args, job data JSON, packed opts (from bullmq's own
 # Scripts.addJobArgs), timestamp, company, "1" fair / "0" FIFO, wait depth, grace ms.
 ADD = (
     _COMMON
     + r"""
 local args = cmsgpack.unpack(ARGV[1])
 local opts = cmsgpack.unpack(ARGV[3])
-local prefix = args[1]
+local prefix = KEYS[1]
 local timestamp = tonumber(ARGV[4])
 local company = ARGV[5]
 local meta = prefix .. "meta"
@@ -187,25 +192,25 @@ return jobId
 """
 )
 
-# ARGV: prefix, now (ms), wait depth, grace ms.
+# KEYS: K.  ARGV: now (ms), wait depth, grace ms.
 DISPATCH = (
     _COMMON
     + r"""
-local prefix = ARGV[1]
-local budget = tonumber(ARGV[3]) - rcall("LLEN", prefix .. "wait")
-return dispatch(prefix, tonumber(ARGV[2]), budget, tonumber(ARGV[4]))
+local prefix = KEYS[1]
+local budget = tonumber(ARGV[2]) - rcall("LLEN", prefix .. "wait")
+return dispatch(prefix, tonumber(ARGV[1]), budget, tonumber(ARGV[3]))
 """
 )
 
-# The states of one chunk of a company's index. ARGV: prefix, company, offset, count,
+# The states of one chunk of a company's index. KEYS: K.  ARGV: company, offset, count,
 # "1" newest first. Returns {scanned, id1, state1, id2, state2, ...}; state "" = gone.
 STATES = r"""
 local rcall = redis.call
-local prefix, company = ARGV[1], ARGV[2]
-local offset, count = tonumber(ARGV[3]), tonumber(ARGV[4])
+local prefix, company = KEYS[1], ARGV[1]
+local offset, count = tonumber(ARGV[2]), tonumber(ARGV[3])
 local index = prefix .. "fair:i:" .. company
 local ids
-if ARGV[5] == "1" then
+if ARGV[4] == "1" then
   ids = rcall("ZREVRANGE", index, offset, offset + count - 1)
 else
   ids = rcall("ZRANGE", index, offset, offset + count - 1)
@@ -230,10 +235,10 @@ end
 return out
 """
 
-# Remove staged jobs created at or before a cutoff. ARGV: prefix, cutoff ms, limit.
+# Remove staged jobs created at or before a cutoff. KEYS: K.  ARGV: cutoff ms, limit.
 CLEAN_STAGED = r"""
 local rcall = redis.call
-local prefix, cutoff, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local prefix, cutoff, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 local all = prefix .. "fair:all"
 local removed = {}
 local offset = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from redis.asyncio import Redis
+from tenantry.redis_clients import AnyRedis, script
 
 # KEYS: value, epoch, index.  ARGV: value bytes, ttl ms, expected epoch, expires-at ms, name.
 _PUT = """
@@ -55,12 +55,12 @@ class RedisCache:
 
     name = "redis"
 
-    def __init__(self, redis: Redis, prefix: str = "tenantry:cache:") -> None:
+    def __init__(self, redis: AnyRedis, prefix: str = "tenantry:cache:") -> None:
         self.redis = redis
         self.prefix = prefix
-        self._put = redis.register_script(_PUT)
-        self._invalidate = redis.register_script(_INVALIDATE)
-        self._release = redis.register_script(_RELEASE)
+        self._put = script(redis, _PUT)
+        self._invalidate = script(redis, _INVALIDATE)
+        self._release = script(redis, _RELEASE)
 
     def _keys(self, company: str) -> tuple[str, str, str]:
         base = f"{self.prefix}{{{company}}}:"
