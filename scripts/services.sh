@@ -101,12 +101,17 @@ ensure_redis_binaries() {  # redis-server, redis-cli: the fault tests' own serve
 
 ensure_node_bullmq() {  # Node BullMQ, for the test that Node and Python share the job queues
   local dir=${NODE_BULLMQ_DIR:-/tmp/tenantry-node-bullmq}
-  if [ -f "$dir/node_modules/bullmq/package.json" ]; then echo "node bullmq: installed"; return; fi
+  # bullmq-otel and the OpenTelemetry SDK: a Node worker continuing Tenantry's traces
+  # (tests/tracing/test_jobs.py); bullmq-otel 1.x is the line that works with bullmq 5.
+  if [ -f "$dir/node_modules/bullmq/package.json" ] && [ -f "$dir/node_modules/bullmq-otel/package.json" ]; then
+    echo "node bullmq: installed"; return
+  fi
   if ! command -v npm >/dev/null; then
     apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
   fi
   mkdir -p "$dir"
-  npm install --silent --no-audit --no-fund --prefix "$dir" bullmq@5 >/dev/null
+  npm install --silent --no-audit --no-fund --prefix "$dir" bullmq@5 bullmq-otel@1 \
+    @opentelemetry/api@1 @opentelemetry/sdk-trace-base@1 >/dev/null
   echo "node bullmq: installed in $dir"
 }
 
@@ -118,6 +123,19 @@ ensure_docker_compose() {  # `docker-compose config` checks deploy/docker-compos
   echo "docker compose: installed $(docker-compose version --short)"
 }
 
+ensure_promtool() {  # promtool (Debian's prometheus package, unpacked, no server) checks the alert rules
+  local dir=${PROMTOOL_DIR:-/opt/tenantry-promtool}
+  if [ -x "$dir/usr/bin/promtool" ]; then echo "promtool: installed"; return; fi
+  local work
+  work=$(mktemp -d)
+  (cd "$work" && { apt-get download prometheus >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get download prometheus >/dev/null; }; })
+  mkdir -p "$dir"
+  dpkg -x "$work"/prometheus_*.deb "$dir"
+  rm -rf "$work"
+  echo "promtool: installed in $dir ($("$dir/usr/bin/promtool" --version 2>&1 | head -1))"
+}
+
 ensure_postgres
 ensure_postgres_binaries
 ensure_redis
@@ -127,3 +145,4 @@ ensure_node_bullmq
 ensure_chromium
 ensure_seaweedfs
 ensure_hypopg
+ensure_promtool

@@ -155,6 +155,8 @@ ROUTES: dict[tuple[str, str], Access] = {
     ),
     ("POST", "/api/query-optimizer/explain"): ADMIN_ONLY,
     ("GET", "/api/query-optimizer/indexes"): ADMIN_ONLY,
+    ("POST", "/api/query-optimizer/indexes/apply"): ADMIN_ONLY,
+    ("GET", "/api/query-optimizer/indexes/changes"): ADMIN_ONLY,
     ("DELETE", "/api/query-optimizer/metrics"): ADMIN_ONLY,
     ("GET", "/api/query-optimizer/health"): ADMIN_ONLY,
     # resilience

@@ -14,6 +14,11 @@
 4. The fixed mix's SELECTs then run for real with each set built (real indexes),
    and random mixes (workload.random_mix: statements nobody tuned for) are priced
    the same way.
+5. Against a greedy HypoPG search (every ordering of one to three of a statement's
+   predicate and sort columns; add the index that saves the most, then swap while a
+   swap lowers the cost), with each set's size (hypopg_relation_size): both at k
+   indexes, then each under an MB budget equal to the other's size (the advisor
+   through `max_mb`), with no count bound.
 
 Run: python -m benchmarks.queries.advisor_vs_naive [--scale 1.0] [--random-mixes 3]
 (needs PostgreSQL with HypoPG; `scripts/services.sh` installs it). The database is
@@ -24,11 +29,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import itertools
+import math
 import os
 import random
 import time
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -96,6 +105,93 @@ async def best_of_pool(
     return best[0], best[1], len(pool)
 
 
+# --- the greedy HypoPG baseline ----------------------------------------------------
+def greedy_candidates(workload: list[advisor.WorkloadStatement], schema: advisor.Schema
+                      ) -> list[advisor.IndexDef]:  # fmt: skip
+    """Every ordering of one to three of each statement's predicate and sort columns."""
+    found: set[advisor.IndexDef] = set()
+    for statement in workload:
+        assert statement.use is not None
+        for use in statement.use.uses:
+            columns = sorted({*use.filtered, *use.join, *use.order_by, *use.group_by})
+            for width in (1, 2, 3):
+                for combo in itertools.permutations(columns, width):
+                    found.add(advisor.IndexDef(use.table, combo))
+    return sorted((c for c in found if not schema.covered(c)), key=lambda c: (c.table, c.columns))
+
+
+class Greedy:
+    """Add the index that saves the most estimated cost while it fits, then swap.
+
+    The textbook HypoPG search (what a DBA would script): the same planner oracle
+    and maintenance charge as the advisor, narrow candidates only, no per-byte weighing.
+    Lazy evaluation (an index's saving only shrinks as others are chosen) keeps it
+    to a few thousand EXPLAINs; the swap phase tries the strongest candidates alone.
+    """
+
+    def __init__(self, search: advisor.Search, candidates: list[advisor.IndexDef],
+                 sizes: dict[advisor.IndexDef, int]) -> None:  # fmt: skip
+        self.search = search
+        self.candidates = [c for c in candidates if c in sizes]
+        self.sizes = sizes
+
+    async def run(self, k: int, max_bytes: float, swap_pool: int = 30) -> list[advisor.IndexDef]:
+        chosen = await self._add(k, max_bytes)
+        return await self._swap(chosen, max_bytes, swap_pool)
+
+    async def _add(self, k: int, max_bytes: float) -> list[advisor.IndexDef]:
+        chosen: list[advisor.IndexDef] = []
+        cost = await self.search.total(frozenset())
+        heap = [(-math.inf, n, c) for n, c in enumerate(self.candidates)]
+        fresh: set[advisor.IndexDef] = set()
+        while heap and len(chosen) < k:
+            _, n, index = heapq.heappop(heap)
+            if self._bytes([*chosen, index]) > max_bytes:
+                continue
+            if index not in fresh:  # re-measure against what is chosen now
+                saved = cost - await self.search.total(frozenset([*chosen, index]))
+                if saved > 0:
+                    heapq.heappush(heap, (-saved, n, index))
+                    fresh.add(index)
+                continue
+            chosen.append(index)
+            cost = await self.search.total(frozenset(chosen))
+            fresh.clear()
+        return chosen
+
+    async def _swap(self, chosen: list[advisor.IndexDef], max_bytes: float, pool_size: int
+                    ) -> list[advisor.IndexDef]:  # fmt: skip
+        alone = {c: await self.search.total(frozenset([c])) for c in self.candidates}
+        pool = sorted(alone, key=lambda c: alone[c])[:pool_size]
+        cost = await self.search.total(frozenset(chosen))
+        improved = True
+        while improved:
+            improved = False
+            for out, into in itertools.product(list(chosen), pool):
+                trial = [into if c == out else c for c in chosen]
+                if into in chosen or self._bytes(trial) > max_bytes:
+                    continue
+                trial_cost = await self.search.total(frozenset(trial))
+                if trial_cost < cost - 1e-6:
+                    chosen, cost, improved = trial, trial_cost, True
+                    break
+        return chosen
+
+    def _bytes(self, indexes: list[advisor.IndexDef]) -> int:
+        return sum(self.sizes[i] for i in indexes)
+
+
+async def hypo_sizes(planner: advisor.HypoPGPlanner, indexes: Iterable[advisor.IndexDef]
+                     ) -> dict[advisor.IndexDef, int]:  # fmt: skip
+    """HypoPG's estimate of each index's size on disk (hypopg_relation_size)."""
+    sizes = {}
+    for index in indexes:
+        size = await planner.size(index)
+        if size is not None:
+            sizes[index] = size
+    return sizes
+
+
 async def record(optimizer: QueryOptimizer, mix: list[Query], counts: dict[str, int],
                  seed: int, cap: int | None = None) -> None:  # fmt: skip
     rng = random.Random(seed)
@@ -156,10 +252,12 @@ async def main(scale: float, random_mixes: int) -> None:
         print(f"data: scale {scale}, loaded in {time.perf_counter() - started:.1f} s")
         optimizer.monitor.reset()
         await record(optimizer, FIXED_MIX, counts, seed=1)
-        rows = []
+        rows: list[Any] = []
+        disk: list[DiskRow] = []
         for k in (3, 5):
             report = await optimizer.analyze_indexes(max_indexes=k)
             rows.append(await compare(optimizer, f"fixed mix, k={k}", report, k))
+            disk += await versus_greedy(optimizer, f"fixed mix, k={k}", k, _sets(report))
             if k == 3:
                 ours3 = _sets(report)
                 rows[-1] += (await yardstick(optimizer, 3, ours3),)
@@ -173,6 +271,7 @@ async def main(scale: float, random_mixes: int) -> None:
             report = await optimizer.analyze_indexes(max_indexes=3)
             rows.append(await compare(optimizer, f"random mix {seed}, k=3", report, 3))
             rows[-1] += (await yardstick(optimizer, 3, _sets(report)),)
+            disk += await versus_greedy(optimizer, f"random mix {seed}, k=3", 3, _sets(report))
         print()
         print(f"{'workload':24} {'cost, no index':>15} {'naive':>12} {'advisor':>12} "
               f"{'naive saves':>12} {'advisor saves':>14} {'naive/advisor':>14} "
@@ -184,11 +283,103 @@ async def main(scale: float, random_mixes: int) -> None:
                 f"{1 - naive / before:12.1%} {1 - ours / before:14.1%} {naive / ours:14.2f}x "
                 + versus
             )
+        print_disk(disk)
     finally:
         await optimizer.close()
         await db.dispose()
         with psycopg.connect(SERVER, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the advisor and the greedy search, at the same count and at the same disk -----------
+@dataclass(frozen=True)
+class Outcome:
+    indexes: int
+    bytes: int
+    saved: float  # share of the workload's cost
+
+
+@dataclass(frozen=True)
+class DiskRow:
+    workload: str
+    bound: str
+    advisor: Outcome
+    greedy: Outcome
+
+
+async def versus_greedy(optimizer: QueryOptimizer, label: str, k: int,
+                        ours: list[advisor.IndexDef]) -> list[DiskRow]:  # fmt: skip
+    """Both at k indexes; then each under an MB budget equal to the other's size."""
+    started = time.perf_counter()
+    async with optimizer._tools_engine().connect() as conn:
+        await advisor.enable_hypopg(conn)
+        workload, schema = await _workload(optimizer, conn)
+        planner = advisor.HypoPGPlanner(conn)
+        search = advisor.Search(planner, workload)
+        await search.baseline()
+        candidates = greedy_candidates(search.workload, schema)
+        greedy = Greedy(search, candidates, await hypo_sizes(planner, candidates))
+        greedy_k = await greedy.run(k, math.inf)
+        measure = Measure(search, planner)
+        ours_k, theirs_k = await measure(ours), await measure(greedy_k)
+        # Under a budget both choose any number of indexes: the greedy too, not its k-set.
+        at_theirs = await measure(await greedy.run(MANY, theirs_k.bytes))
+        at_ours = await measure(await greedy.run(MANY, ours_k.bytes))
+        await conn.rollback()
+    searched = time.perf_counter() - started
+    budgeted = []
+    for budget in (theirs_k.bytes, ours_k.bytes):
+        report = await optimizer.analyze_indexes(max_indexes=MANY, max_mb=budget / MB)
+        budgeted.append(_sets(report))
+    async with optimizer._tools_engine().connect() as conn:
+        await advisor.enable_hypopg(conn)
+        workload, _ = await _workload(optimizer, conn)
+        planner = advisor.HypoPGPlanner(conn)
+        measure = Measure(advisor.Search(planner, workload), planner)
+        await measure.search.baseline()
+        at_theirs_ours, at_ours_ours = [await measure(s) for s in budgeted]
+        await conn.rollback()
+    print(f"{label}: greedy HypoPG search over {len(candidates)} candidates "
+          f"in {searched:.1f} s: {_show(greedy_k)}")  # fmt: skip
+    print(f"{' ' * len(label)}  advisor at {theirs_k.bytes / MB:.0f} MB: {_show(budgeted[0])}")
+    return [
+        DiskRow(label, f"{k} indexes", ours_k, theirs_k),
+        DiskRow(label, f"<= {theirs_k.bytes / MB:.0f} MB (greedy's)", at_theirs_ours, at_theirs),
+        DiskRow(label, f"<= {ours_k.bytes / MB:.0f} MB (advisor's)", at_ours_ours, at_ours),
+    ]
+
+
+MB = 1024 * 1024
+MANY = 50  # the route's largest count: under a size budget, the size is the bound
+
+
+class Measure:
+    """An index set's count, HypoPG size and share of the workload's cost saved."""
+
+    def __init__(self, search: advisor.Search, planner: advisor.HypoPGPlanner) -> None:
+        self.search, self.planner = search, planner
+
+    async def __call__(self, indexes: list[advisor.IndexDef]) -> Outcome:
+        before = await self.search.total(frozenset())
+        after = await self.search.total(frozenset(indexes))
+        sizes = await hypo_sizes(self.planner, indexes)
+        return Outcome(len(indexes), sum(sizes.values()), 1 - after / before)
+
+
+def print_disk(rows: list[DiskRow]) -> None:
+    print()
+    print("advisor vs greedy HypoPG search (1-3 columns, add the best, then swap); "
+          "size = hypopg_relation_size")  # fmt: skip
+    print(f"{'workload':20} {'bound':26} {'advisor: idx':>12} {'MB':>6} {'saves':>7} "
+          f"{'greedy: idx':>12} {'MB':>6} {'saves':>7} {'advisor - greedy':>17}")  # fmt: skip
+    for row in rows:
+        ours, theirs = row.advisor, row.greedy
+        gap = f"{(ours.saved - theirs.saved) * 100:+15.1f}pp"
+        print(f"{row.workload:20} {row.bound:26} {_cells(ours)} {_cells(theirs)} {gap}")
+
+
+def _cells(outcome: Outcome) -> str:
+    return f"{outcome.indexes:12} {outcome.bytes / MB:6.0f} {outcome.saved:7.1%}"
 
 
 async def _workload(optimizer: QueryOptimizer, conn: AsyncConnection
@@ -199,7 +390,7 @@ async def _workload(optimizer: QueryOptimizer, conn: AsyncConnection
     return workload, schema
 
 
-async def compare(optimizer: QueryOptimizer, label: str, report: dict[str, Any], k: int
+async def compare(optimizer: QueryOptimizer, label: str, report: IndexAdvice, k: int
                   ) -> tuple[Any, ...]:  # fmt: skip
     ours = _sets(report)
     async with optimizer._tools_engine().connect() as conn:
@@ -208,7 +399,7 @@ async def compare(optimizer: QueryOptimizer, label: str, report: dict[str, Any],
         naive = naive_advice(workload, schema, k)
         costs = await price(conn, workload, {"none": [], "naive": naive, "ours": ours})
         await conn.rollback()
-    print(f"{label}: advisor ({report['method']}): {_show(ours)}")
+    print(f"{label}: advisor ({report.method}): {_show(ours)}")
     print(f"{' ' * len(label)}  naive: {_show(naive)}")
     return label, costs["none"], costs["naive"], costs["ours"]
 

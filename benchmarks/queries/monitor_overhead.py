@@ -45,6 +45,34 @@ def monitored() -> Engine:
     return engine
 
 
+def traced() -> Engine | None:
+    """The QueryMonitor with Tenantry's tracing on: a span per statement, discarded."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+        from tenantry.tracing.tracer import Tracing
+    except ImportError:
+        return None
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(_discard()))
+    engine = create_engine("sqlite://")
+    monitor = QueryMonitor()
+    monitor.attach(engine)
+    monitor.trace_with(Tracing(provider))
+    return engine
+
+
+def _discard() -> object:
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    return Discard()
+
+
 def opentelemetry() -> Engine | None:
     try:
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -73,6 +101,7 @@ def main() -> None:
     variants: list[tuple[str, Callable[[], Engine | None]]] = [
         ("no monitor", bare),
         ("tenantry QueryMonitor", monitored),
+        ("QueryMonitor, tracing on", traced),
         ("OpenTelemetry SQLAlchemy", opentelemetry),
     ]
     engines: dict[str, Engine] = {}

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -26,8 +27,12 @@ from tenantry.storage.multipart import FORM_OVERHEAD
 from tenantry.storage.routes import UPLOAD_PATH
 from tenantry.storage.routes import router as storage_router
 from tenantry.tenants.routes import router as tenants_router
+from tenantry.tracing.middleware import TracingMiddleware
 from tenantry.version import __version__
-from tenantry.wiring import build_services
+from tenantry.wiring import build_services, tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("tenantry")
 
@@ -40,15 +45,22 @@ async def close_within(stack: AsyncExitStack, seconds: float) -> None:
         log.error("shutdown: still closing after %.0f s; exiting without waiting", seconds)
 
 
-def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastAPI:
-    """The service. With `demo`, the first start fills it with demo data (tenantry.demo)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    demo: bool = False,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """The service. With `demo`, the first start fills it with demo data (tenantry.demo).
+    Traced when the OTEL_* variables say so, or on `tracer_provider` (docs/tracing.md)."""
     settings = settings or load_settings()
+    tracer = tracing(settings, tracer_provider)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack = AsyncExitStack()
         try:
-            app.state.services = await build_services(settings, stack, metrics)
+            app.state.services = await build_services(settings, stack, metrics, tracer)
             if demo:
                 from tenantry.demo import seed_demo
 
@@ -74,6 +86,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> FastA
         route_limits={("POST", UPLOAD_PATH): settings.max_upload_bytes + FORM_OVERHEAD},
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if tracer is not None:  # outermost: the request's span covers everything inside
+        app.add_middleware(TracingMiddleware, tracing=tracer)
     app.include_router(health_routes.router)
     app.include_router(keys_routes.router)
     install_resilience(app)  # its routes, the circuit fallbacks, maintenance mode

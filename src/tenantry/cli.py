@@ -100,8 +100,17 @@ def serve(
     settings = settings_or_exit()  # a bad setting is told before the service is imported
     from tenantry.app import create_app
     from tenantry.server import serve as run
+    from tenantry.settings import ConfigError
 
-    run(create_app(settings, demo=demo), settings, host or settings.host, port or settings.port)
+    try:
+        application = create_app(settings, demo=demo)
+    except ConfigError as exc:  # tracing switched on but not installed (docs/tracing.md)
+        from rich.markup import escape  # the message names `tenantry[otel]`
+
+        message = escape(str(exc))
+        errors.print(f"[red]Configuration error:[/red] {message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    run(application, settings, host or settings.host, port or settings.port)
 
 
 @app.command()

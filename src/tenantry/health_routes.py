@@ -56,4 +56,5 @@ async def metrics(services: ServicesDep, request: Request) -> Response:
     if not services.settings.metrics_public:
         principal = await get_principal(request, services, await bearer_scheme(request))
         principal.require_admin()
+    await services.metrics.refresh()  # figures read from Redis and the database
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -134,6 +134,46 @@ class Settings(BaseSettings):
     query_metrics_flush_seconds: float = Field(
         5.0, gt=0, le=3600, validation_alias="QUERY_METRICS_FLUSH_SECONDS"
     )
+    query_advisor_max_mb: float | None = Field(
+        None,
+        gt=0,
+        validation_alias="QUERY_ADVISOR_MAX_MB",
+        description="Index advice recommends at most this many MB of new indexes in all"
+        " (the route's maxMb overrides it); unset: bounded by count only.",
+    )
+    # Index advice applied for real (queries/index_apply.py, docs/index-apply.md).
+    query_apply_indexes: bool = Field(
+        False,
+        validation_alias="QUERY_APPLY_INDEXES",
+        description="Allow POST /api/query-optimizer/indexes/apply (PostgreSQL only).",
+    )
+    query_apply_verify_seconds: float = Field(
+        3600.0,
+        ge=0,
+        le=30 * 86400,
+        validation_alias="QUERY_APPLY_VERIFY_SECONDS",
+        description="How long an applied index serves before its latencies are judged.",
+    )
+    query_apply_min_calls: int = Field(
+        100,
+        ge=1,
+        validation_alias="QUERY_APPLY_MIN_CALLS",
+        description="Calls of the helped statements needed since the build to judge it;"
+        " fewer: the verdict waits another QUERY_APPLY_VERIFY_SECONDS.",
+    )
+    query_apply_min_improvement: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        validation_alias="QUERY_APPLY_MIN_IMPROVEMENT",
+        description="Share of those calls' time the index must save to be kept.",
+    )
+    query_apply_build_timeout_ms: int = Field(
+        0,
+        ge=0,
+        validation_alias="QUERY_APPLY_BUILD_TIMEOUT_MS",
+        description="statement_timeout of a build (0: none).",
+    )
     # EXPLAIN ANALYZE runs user-supplied SQL: it runs as a role that can only read the
     # application's tables (queries/explain_role.py, docs/security.md).
     explain_database_url: str | None = Field(
@@ -356,6 +396,31 @@ class Settings(BaseSettings):
         description="Absolute base URL of this service, for local file URLs; unset: relative.",
     )
 
+    # --- tracing (OpenTelemetry; docs/tracing.md) -------------------------------
+    # The standard variables. The endpoint or OTEL_TRACES_EXPORTER switch tracing on; the
+    # SDK itself reads these and every other OTEL_* variable (headers, timeouts, sampler,
+    # OTEL_SERVICE_NAME...) from the process environment, so set them there, not in .env.
+    otel_sdk_disabled: bool = Field(False, validation_alias="OTEL_SDK_DISABLED")
+    otel_traces_exporter: str = Field(
+        "",
+        validation_alias="OTEL_TRACES_EXPORTER",
+        pattern=r"^\s*((otlp|console|none)\s*(,\s*(otlp|console|none)\s*)*)?$",
+        description="Where spans go: otlp, console or none (comma-separated); unset: otlp"
+        " when an OTLP endpoint is set, else tracing is off.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    )
+    otel_exporter_otlp_protocol: Literal["http/protobuf", "grpc", "http/json"] = Field(
+        "http/protobuf", validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL"
+    )
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf", "grpc", "http/json"] | None = (
+        Field(None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    )
+
     @model_validator(mode="after")
     def _provider_has_credentials(self) -> Settings:
         required = {
@@ -451,6 +516,31 @@ class Settings(BaseSettings):
     def explain_allowed_function_set(self) -> frozenset[str]:
         raw = self.explain_allowed_functions.split(",")
         return frozenset(name.strip() for name in raw if name.strip())
+
+    @property
+    def tracing_switch(self) -> str | None:
+        """The variable that switches tracing on; None: off (the default)."""
+        exporters = self.trace_exporters
+        if self.otel_sdk_disabled or exporters == ["none"]:
+            return None
+        if exporters:
+            return "OTEL_TRACES_EXPORTER"
+        if self.otel_exporter_otlp_traces_endpoint:
+            return "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        return "OTEL_EXPORTER_OTLP_ENDPOINT" if self.otel_exporter_otlp_endpoint else None
+
+    @property
+    def trace_exporters(self) -> list[str]:
+        """OTEL_TRACES_EXPORTER's names, `none` dropped beside others; empty if unset."""
+        names = [n.strip() for n in self.otel_traces_exporter.split(",") if n.strip()]
+        return [n for n in names if n != "none"] or names
+
+    @property
+    def otlp_traces_protocol(self) -> tuple[str, str]:
+        """(variable, protocol): OTEL_EXPORTER_OTLP_TRACES_PROTOCOL over the general one."""
+        if self.otel_exporter_otlp_traces_protocol is not None:
+            return "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", self.otel_exporter_otlp_traces_protocol
+        return "OTEL_EXPORTER_OTLP_PROTOCOL", self.otel_exporter_otlp_protocol
 
     @property
     def replica_urls(self) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
@@ -29,6 +29,7 @@ from tenantry.auth import FailedAuthLimiter, KeyRecords, KeyStore, load_or_creat
 from tenantry.background import Background, every, until_done
 from tenantry.container import Services
 from tenantry.health import HealthCheck, HealthChecks
+from tenantry.jobs import prometheus as job_metrics
 from tenantry.jobs import queues as q
 from tenantry.jobs.backends import BullMQBackend, InProcessBackend, JobBackend
 from tenantry.jobs.outbox import JobOutbox
@@ -43,10 +44,13 @@ from tenantry.jobs.types import ai, cleanup, email, export, notification, report
 from tenantry.jobs.types.company_data import CompanyData
 from tenantry.metrics import Metrics
 from tenantry.queries import explain
+from tenantry.queries import prometheus as query_metrics
 from tenantry.queries.explain_role import ensure_explain_role
+from tenantry.queries.index_apply import ApplyPolicy
 from tenantry.queries.schemas import health_details as query_health_details
 from tenantry.queries.service import QueryOptimizer, flag_gate
 from tenantry.redis_clients import AnyRedis
+from tenantry.resilience import rollout_metrics
 from tenantry.resilience.breaker import Breaker, CircuitOpenError
 from tenantry.resilience.guard import guard
 from tenantry.resilience.registry import BreakerRegistry
@@ -71,15 +75,26 @@ from tenantry.tenants.metering import UsageMeter
 from tenantry.tenants.plans import configured_plans
 from tenantry.tenants.service import TenantService
 
+if TYPE_CHECKING:  # opentelemetry is imported only when tracing is on
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tenantry.tracing.tracer import Tracing
+
 # Opening a download is guarded, not its streaming; an interrupted client upload is the
 # caller's error (a 400), so it never trips the circuit.
 STORAGE_GUARDED = ("put", "open", "size", "delete", "signed_url", "check")
 
 
 async def build_services(
-    settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None
+    settings: Settings,
+    stack: AsyncExitStack,
+    metrics: Metrics | None = None,
+    tracer: Tracing | None = None,
 ) -> Services:
     metrics = metrics or Metrics()
+    tracer = tracer or tracing(settings)
+    if tracer is not None:
+        stack.push_async_callback(tracer.close)  # first in, so last out: every span sent
     db = await _database(settings, stack)
     redis = _redis(settings, stack)
     breakers = BreakerRegistry(metrics.registry, breaker_overrides(settings.circuit_breakers))
@@ -106,8 +121,11 @@ async def build_services(
     stack.push_async_callback(storage.close)
     jobs = await _jobs(settings, db, breakers["redis"], tenants, stack)
     tenants.listen(jobs.apply_limits)  # a company's new limits reach its queues at once
+    if tracer is not None:
+        _trace(tracer, queries, flags, storage, jobs)
     _register_handlers(jobs, settings, storage, queries, secret_key)
     await _start_jobs(jobs, settings, stack)
+    _scrape_figures(metrics, settings, queries, rollouts, tenants, jobs)
     health = HealthChecks()
     health.register("database", _guarded_check(breakers["database"], lambda: _ping(db)))
     if redis is not None:
@@ -144,6 +162,41 @@ def secret(settings: Settings, value: Any, filename: str, label: str) -> str:
         # Printed once, on the run that generated it; afterwards it is only in the file.
         print(f"Generated {label}: {generated}\n(stored in {settings.data_dir / filename})")
     return generated
+
+
+def tracing(settings: Settings, provider: TracerProvider | None = None) -> Tracing | None:
+    """Tracing on `provider` (a test's), or as the OTEL_* variables configure it; None
+    when they leave it off, without importing opentelemetry."""
+    switch = settings.tracing_switch
+    if provider is None and switch is None:
+        return None
+    try:
+        from tenantry.tracing.provider import provider_from_environment
+        from tenantry.tracing.tracer import Tracing
+    except ImportError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
+        raise ConfigError(
+            f"{switch}: tracing is on but OpenTelemetry is not installed:"
+            " pip install 'tenantry[otel]'"
+        ) from None
+    if provider is not None:
+        return Tracing(provider)
+    return Tracing(provider_from_environment(settings), owned=True)
+
+
+def _trace(
+    tracer: Tracing,
+    queries: QueryOptimizer,
+    flags: FlagService,
+    storage: StorageService,
+    jobs: JobService,
+) -> None:
+    """Each traced service gets the tracer: until then, each pays one attribute check."""
+    queries.monitor.trace_with(tracer)
+    flags.tracing = tracer
+    storage.tracing = tracer
+    jobs.tracing = tracer
 
 
 def flag_store_stack(
@@ -218,6 +271,14 @@ def _queries(
         replica_max_lag_ms=settings.replica_max_lag_ms,
         replica_poll_seconds=settings.replica_poll_ms / 1000,
         flush_seconds=settings.query_metrics_flush_seconds,
+        advisor_max_mb=settings.query_advisor_max_mb,
+        apply_policy=ApplyPolicy(
+            enabled=settings.query_apply_indexes,
+            verify_seconds=settings.query_apply_verify_seconds,
+            min_calls=settings.query_apply_min_calls,
+            min_improvement=settings.query_apply_min_improvement,
+            build_timeout_ms=settings.query_apply_build_timeout_ms,
+        ),
     )
     optimizer.start()
     stack.push_async_callback(optimizer.close)
@@ -421,6 +482,21 @@ async def _start_jobs(jobs: JobService, settings: Settings, stack: AsyncExitStac
     if settings.job_workers_in_app:
         background.start(until_done(jobs.start_workers, name="job workers"), "job-workers")
     stack.push_async_callback(background.stop)
+
+
+def _scrape_figures(
+    metrics: Metrics,
+    settings: Settings,
+    queries: QueryOptimizer,
+    rollouts: RolloutRunner,
+    tenants: TenantService,
+    jobs: JobService,
+) -> None:
+    """What /metrics adds to the services' own counters: the figures alerts need."""
+    query_metrics.register(metrics.registry, queries)
+    rollout_metrics.register(metrics, rollouts)
+    top_companies.register_quota(metrics, tenants, settings.metrics_top_companies)
+    job_metrics.register(metrics, jobs)
 
 
 # --- readiness checks ----------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -252,3 +253,164 @@ async def test_shapes_seen_only_by_another_process_are_advised(
             await other.db.dispose()
         for client in clients:
             await client.aclose()
+
+
+# --- advice under a size budget, and the write cost -----------------------------------
+async def _hypopg_sizes(db: Database, statements: list[str]) -> list[int]:
+    """Each CREATE INDEX's size as HypoPG estimates it, measured here, not by the advisor."""
+    async with db.engine.connect() as conn:
+        await conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS hypopg")
+        sizes = []
+        for statement in statements:
+            ddl = statement.replace(" CONCURRENTLY", "")
+            oid = (
+                await conn.exec_driver_sql(
+                    "SELECT indexrelid FROM hypopg_create_index(%(ddl)s)", {"ddl": ddl}
+                )
+            ).scalar_one()
+            size = await conn.exec_driver_sql(f"SELECT hypopg_relation_size({int(oid)})")
+            sizes.append(int(size.scalar_one()))
+        await conn.rollback()
+    return sizes
+
+
+MB = 1024 * 1024
+
+
+async def test_a_size_budget_is_respected(optimizer: QueryOptimizer) -> None:
+    free = await optimizer.analyze_indexes(max_indexes=10)
+    free_bytes = sum(
+        await _hypopg_sizes(optimizer.db, [r.create_statement for r in free.recommendations])
+    )
+    budget = free_bytes / 2 / MB
+    bounded = await optimizer.analyze_indexes(max_indexes=10, max_mb=budget)
+    statements = [r.create_statement for r in bounded.recommendations]
+    assert statements  # something fits
+    assert sum(await _hypopg_sizes(optimizer.db, statements)) <= budget * MB
+    assert sum(r.estimated_size_bytes or 0 for r in bounded.recommendations) <= budget * MB
+
+
+async def test_a_tight_budget_buys_narrow_indexes_over_a_wide_covering_one(
+    optimizer: QueryOptimizer,
+) -> None:
+    """The covering index saves the most alone, but at its size two narrow ones save more."""
+    from tenantry.queries import advisor
+
+    async with optimizer.db.engine.connect() as conn:  # all-visible: index-only scans pay
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("VACUUM ANALYZE orders")
+
+    reads = "SELECT id, total, status, created_at FROM orders WHERE customer_id = 42"
+    recent = "SELECT id FROM orders WHERE created_at > now() - interval '3 hours'"
+    workload = [
+        advisor.WorkloadStatement.from_sql(reads, calls=40),
+        advisor.WorkloadStatement.from_sql(recent, calls=20),
+    ]
+    engine = optimizer._tools_engine()
+    wide = advisor.IndexDef("public.orders", ("customer_id", "created_at", "id", "status", "total"))
+    narrow = [advisor.IndexDef("public.orders", (c,)) for c in ("customer_id", "created_at")]
+    sizes = await _hypopg_sizes(optimizer.db, [i.ddl() for i in (wide, *narrow)])
+    assert sizes[1] + sizes[2] <= sizes[0] < sizes[0] + min(sizes[1:])  # the wide fits alone
+    alone = await advisor.analyze_indexes(engine, workload, max_indexes=1)
+    assert tuple(alone.recommendations[0].columns) == wide.columns  # the best single index
+    tight = await advisor.analyze_indexes(engine, workload, max_indexes=5, max_mb=sizes[0] / MB)
+    chosen = {tuple(r.columns) for r in tight.recommendations}
+    assert chosen == {("customer_id",), ("created_at",)}
+    assert tight.estimated_improvement > alone.estimated_improvement
+
+
+async def test_a_write_heavy_table_earns_fewer_indexes(optimizer: QueryOptimizer) -> None:
+    """The same reads on two copies of a table; the monitor sees one copy take many inserts."""
+    async with optimizer.db.engine.begin() as conn:
+        for table in ("orders_quiet", "orders_busy"):
+            await conn.exec_driver_sql(f"CREATE TABLE {table} AS SELECT * FROM orders")
+            await conn.exec_driver_sql(f"ANALYZE {table}")
+    optimizer.monitor.reset()
+    async with optimizer.db.engine.connect() as conn:
+        for table in ("orders_quiet", "orders_busy"):
+            for customer in range(40):
+                await conn.execute(
+                    text(f"SELECT * FROM {table} WHERE customer_id = :cu"), {"cu": customer}
+                )
+        for _ in range(5):  # 150k rows in the window; rolled back, the table is unchanged
+            await conn.exec_driver_sql(
+                "INSERT INTO orders_busy SELECT * FROM orders ORDER BY id LIMIT 30000"
+            )
+        await conn.rollback()
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("VACUUM ANALYZE orders_busy")  # the same size again
+    report = await optimizer.analyze_indexes(max_indexes=4)
+    tables = [r.table for r in report.recommendations]
+    assert "public.orders_quiet" in tables
+    assert tables.count("public.orders_busy") < tables.count("public.orders_quiet")
+
+
+async def test_a_size_budget_must_be_positive(optimizer: QueryOptimizer) -> None:
+    from tenantry.errors import InvalidInput
+
+    for budget in (0, -1.5, float("nan")):
+        with pytest.raises(InvalidInput, match="positive number of MB"):
+            await optimizer.analyze_indexes(max_mb=budget)
+
+
+async def test_the_route_refuses_a_budget_of_zero_or_less(client: Any) -> None:
+    from tests.conftest import ADMIN
+
+    for budget in ("0", "-3"):
+        bad = await client.get(f"/api/query-optimizer/indexes?maxMb={budget}", headers=ADMIN)
+        assert bad.status_code == 422
+        assert bad.json()["error"]["details"][0]["field"] == "maxMb"
+
+
+# --- the same without a database: the heuristic planner on a schema given by hand ----------
+def _schema(churn: dict[str, float]) -> Any:
+    from tenantry.queries import advisor
+    from tenantry.queries.predicates import Catalog
+
+    columns = ["id", "company_id", "customer_id", "status", "total"]
+    tables = ("public.quiet", "public.busy")
+    return advisor.Schema(
+        Catalog({t: columns for t in tables}),
+        existing=[],
+        tables={t: advisor.TableStats(100_000, 1_000, 50, 100, churn.get(t, 0.0)) for t in tables},
+        columns={
+            (t, c): advisor.ColumnStats(n, 0.0, 0.0, 4)
+            for t in tables
+            for c, n in (("customer_id", 10_000), ("company_id", 50), ("status", 4))
+        },
+    )
+
+
+async def _heuristic(schema: Any, budget_mb: float | None = None) -> list[Any]:
+    from tenantry.queries import advisor
+
+    sql = [f"SELECT id FROM {t} WHERE customer_id = 7" for t in ("quiet", "busy")]
+    workload, _ = advisor.prepare_workload(
+        [advisor.WorkloadStatement.from_sql(s, calls=30) for s in sql], schema
+    )
+    search = advisor.Search(advisor.HeuristicPlanner(schema), workload, schema.tables)
+    base = await search.baseline()
+    candidates = advisor.generate_candidates(search.workload, schema)
+    budget = budget_mb * MB if budget_mb is not None else None
+    return await search.greedy(candidates, base, 5, 1.0, budget)
+
+
+async def test_heuristic_churn_in_table_statistics_costs_indexes() -> None:
+    """Writes the monitor never saw (pg_stat_user_tables' off-HOT updates and deletes)."""
+    quiet = await _heuristic(_schema({}))
+    assert {c.index.table for c in quiet} == {"public.quiet", "public.busy"}
+    churned = await _heuristic(_schema({"public.busy": 10_000_000.0}))
+    assert {c.index.table for c in churned} == {"public.quiet"}
+
+
+async def test_heuristic_size_budget_is_respected() -> None:
+    from tenantry.queries import advisor
+
+    schema = _schema({})
+    planner = advisor.HeuristicPlanner(schema)
+    one = await planner.size(advisor.IndexDef("public.quiet", ("customer_id",)))
+    assert one is not None
+    chosen = await _heuristic(schema, budget_mb=one * 1.5 / MB)
+    assert len(chosen) == 1
+    sizes = [await planner.size(c.index) for c in chosen]
+    assert sum(s or 0 for s in sizes) <= one * 1.5

@@ -33,6 +33,7 @@ async def queues_page(
     request: Request, services: ServicesDep, session: SessionDep, done: str | None = None
 ) -> HTMLResponse:
     stats = await services.jobs.get_all_queue_stats()
+    figures = await services.jobs.queue_figures()
     schedules = {name: await services.jobs.list_schedules(name) for name in q.QUEUE_NAMES}
     return render(
         request,
@@ -40,6 +41,7 @@ async def queues_page(
         session,
         page="queues",
         stats=stats,
+        figures=figures,
         schedules=schedules,
         states=q.STATES,
         durable=services.jobs.durable,

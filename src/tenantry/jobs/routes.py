@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from tenantry.auth import Principal
 from tenantry.deps import AdminDep, PrincipalDep, Router, ServicesDep, services_of, try_first
-from tenantry.jobs.backends import JobRecord, QueueStats, ScheduleRecord
+from tenantry.jobs.backends import JobRecord, QueueFigures, QueueStats, ScheduleRecord
 from tenantry.jobs.queues import (
     MAX_EVERY_MS,
     MAX_GRACE_SECONDS,
@@ -138,10 +138,25 @@ class QueueStatsOut(ApiModel):
     delayed: int
     paused: int
     is_paused: bool
+    waiting_jobs: int | None = Field(
+        None,
+        description="Jobs that could start now and have not, queue-wide: waiting (prioritized"
+        " and staged too) plus delayed jobs past their due time; what an autoscaler reads."
+        " Null in a company's view.",
+    )
+    oldest_waiting_age_seconds: float | None = Field(
+        None,
+        description="How long the job waiting longest has been due (0 when none waits),"
+        " queue-wide. Null in a company's view.",
+    )
 
     @classmethod
-    def of(cls, stats: QueueStats) -> QueueStatsOut:
-        return cls.model_validate(stats)
+    def of(cls, stats: QueueStats, figures: QueueFigures | None = None) -> QueueStatsOut:
+        out = cls.model_validate(stats)
+        if figures is not None:
+            out.waiting_jobs = figures.waiting
+            out.oldest_waiting_age_seconds = figures.oldest_waiting_age_seconds
+        return out
 
 
 class ScheduleIn(ApiModel):
@@ -198,9 +213,12 @@ async def queue_stats(
     principal: PrincipalDep,
     company_id: Annotated[str | None, Query(alias="companyId", max_length=64)] = None,
 ) -> dict[str, QueueStatsOut]:
-    """Jobs per state for every queue, by queue name (a company key: its own jobs only)."""
-    stats = await services.jobs.get_all_queue_stats(_scope(principal, company_id))
-    return {name: QueueStatsOut.of(queue) for name, queue in stats.items()}
+    """Jobs per state for every queue, by queue name (a company key: its own jobs only);
+    the backlog figures are the whole queue's, so only in the unfiltered admin view."""
+    scope = _scope(principal, company_id)
+    stats = await services.jobs.get_all_queue_stats(scope)
+    figures = await services.jobs.queue_figures() if scope is None else {}
+    return {name: QueueStatsOut.of(queue, figures.get(name)) for name, queue in stats.items()}
 
 
 @router.get("/health")

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -40,17 +40,21 @@ from tenantry.jobs.backends import (
     JobBackend,
     JobRecord,
     PermanentJobError,
+    QueueFigures,
     QueueStats,
     ScheduleRecord,
     WorkerSettings,
 )
 from tenantry.jobs.fairness import FairSettings, LimitCache, Limits, LimitSource
 from tenantry.jobs.outbox import Enqueue, JobOutbox
-from tenantry.jobs.registry import HandlerRegistry, JobContext
+from tenantry.jobs.registry import Handler, HandlerRegistry, JobContext
 from tenantry.jobs.types import ai, cleanup, email, export, notification, report
 from tenantry.jobs.types.base import JobRequest
 from tenantry.resilience.breaker import CallTimeoutError, CircuitOpenError
 from tenantry.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from tenantry.tracing.tracer import Tracing
 
 log = logging.getLogger("tenantry.jobs")
 P = ParamSpec("P")
@@ -136,6 +140,7 @@ class JobService:
         self.outbox = outbox
         self.enqueue: Enqueue = enqueue or backend.add
         self.limits = LimitCache(limits, settings.job_limits_cache_seconds)
+        self.tracing: Tracing | None = None  # spans for job runs, when set (the wiring)
         backend.configure_fairness(fair_settings(settings))
 
     @property
@@ -196,6 +201,11 @@ class JobService:
         if backoff_ms is not None:
             overrides["backoff"] = {"type": "exponential", "delay": backoff_ms}
         options = self._options(queue, overrides)
+        if self.tracing is not None:
+            # Where Node's bullmq-otel puts the enqueuing trace, so any worker continues it.
+            metadata = self.tracing.job_metadata()
+            if metadata is not None:
+                options["telemetry"] = {"metadata": metadata}
         await self._note_limits(queue, company_id)
         try:
             return await self.enqueue(queue, name, payload, options)
@@ -352,6 +362,12 @@ class JobService:
         """waiting, active, completed, failed, delayed, paused (and is_paused) per queue."""
         return {name: await self.queue_stats(name, company_id) for name in q.QUEUE_NAMES}
 
+    @outage_is_503
+    async def queue_figures(self) -> dict[str, QueueFigures]:
+        """Every queue's backlog and finished totals, whole queues (every company): what
+        autoscalers and alerts read; cheap at any size (jobs/backends/base.QueueFigures)."""
+        return await self.backend.figures(q.QUEUE_NAMES)
+
     # --- acting ----------------------------------------------------------------
     @outage_is_503
     async def retry_job(self, queue: str, job_id: str, company_id: str | None = None) -> None:
@@ -480,19 +496,27 @@ class JobService:
         if not isinstance(company_id, str):
             raise PermanentJobError("job data has no companyId")
         context = JobContext(queue, job, company_id, self.settings)
-        started = time.perf_counter()
         with company_scope(company_id):
-            try:
-                return await handler(context)
-            except Exception as exc:
-                log.warning(
-                    "job %s/%s (%s, company %s, attempt %d) failed: %s",
-                    queue, job.id, job.name, company_id, context.attempt, exc,
-                )  # fmt: skip
-                raise
-            finally:
-                if self.on_job_run is not None:
-                    self.on_job_run(company_id, (time.perf_counter() - started) * 1000)
+            if self.tracing is None:
+                return await self._handle(handler, context)
+            # A child of the span that enqueued it, wherever that ran (Node included).
+            with self.tracing.job_span(queue, job.id, job.name, job.telemetry_metadata):
+                return await self._handle(handler, context)
+
+    async def _handle(self, handler: Handler, context: JobContext) -> Any:
+        started = time.perf_counter()
+        try:
+            return await handler(context)
+        except Exception as exc:
+            log.warning(
+                "job %s/%s (%s, company %s, attempt %d) failed: %s",
+                context.queue, context.job.id, context.job.name, context.company_id,
+                context.attempt, exc,
+            )  # fmt: skip
+            raise
+        finally:
+            if self.on_job_run is not None:
+                self.on_job_run(context.company_id, (time.perf_counter() - started) * 1000)
 
     @outage_is_503
     async def health(self) -> dict[str, Any]:

@@ -9,14 +9,17 @@
    followed by one range column, or by the ORDER BY columns (which also saves the
    sort, and with LIMIT stops early), or by the GROUP BY columns (a sorted
    aggregate); and each of those followed by the other columns the statement
-   reads, when few, so it can be an index-only scan.
+   reads, when few, so it can be an index-only scan; and, narrow, every ordering of
+   up to three of its predicate and sort columns.
    Indexes that exist, and prefixes of indexes that exist, are never candidates.
 3. With HypoPG, every candidate is a hypothetical index: the statements it could
    serve are planned with and without it (EXPLAIN, never executed), and indexes
    are chosen greedily by workload cost saved, each round against the indexes
    already chosen (so two indexes serving the same statements are not both
-   picked), minus what each new index costs the INSERTs/UPDATEs that maintain it.
-   Lazy evaluation keeps this to a few hundred EXPLAINs.
+   picked), minus what each new index costs the writes that maintain it (WriteRates:
+   the table's real write rate). Lazy evaluation keeps this to a few hundred EXPLAINs.
+   Under a size budget (max_mb) the better of that pass and one by saving per byte
+   is kept; then swaps and additions improve the set while they lower the cost.
    Without HypoPG the same greedy search runs on a labelled cost model built from
    pg_stats (n_distinct, null_frac, correlation) and pg_class/pg_stat_user_tables.
 4. Existing indexes are checked too: never used since statistics were reset, or
@@ -26,6 +29,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import logging
 import math
@@ -53,6 +57,10 @@ log = logging.getLogger("tenantry.queries")
 
 MAX_COLUMNS = 4
 MAX_COVERING_COLUMNS = 5  # key columns plus the ones read, for index-only scans
+NARROW_COLUMNS = 3  # narrow candidates: every ordering of up to this many columns…
+NARROW_POOL = 6  # …of at most this many of a statement's columns (6 → 156 orderings)
+SWAP_POOL = 30  # swaps try the candidates strongest alone (and, under a size budget, per byte)
+MAX_SWAP_ROUNDS = 20
 TENANT_NAMES = ("company_id", "tenant_id", "organization_id", "org_id", "account_id")
 MAINTENANCE_COST_PER_ROW = 1.0  # planner units per index entry written (≈ one page dirtied)
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
@@ -132,6 +140,8 @@ class TableStats:
     rows: float
     pages: float
     seq_scans: int
+    scans: int = 0  # sequential and index scans since statistics were reset
+    churn: float = 0.0  # rows deleted or updated off-HOT since then: each touches every index
 
 
 @dataclass(slots=True)
@@ -194,7 +204,18 @@ def candidates_for(use: TableUse, schema: Schema, tenant: str | None) -> set[tup
             found.add(tuple(dict.fromkeys([column, *head]))[:MAX_COLUMNS])
             found.add(tuple(dict.fromkeys([*head, column]))[:MAX_COLUMNS])
     found.update(_covering(use, [c for c in found if len(c) > 1 or c[0] in use.equality]))
+    found.update(_narrow(use))
     return {c for c in found if c}
+
+
+def _narrow(use: TableUse) -> set[tuple[str, ...]]:
+    """Every ordering of one to three predicate and sort columns: small indexes that,
+    under a size budget, can save more per byte than the covering ones above."""
+    columns = sorted({*use.filtered, *use.join, *use.order_by, *use.group_by})[:NARROW_POOL]
+    found: set[tuple[str, ...]] = set()
+    for width in range(1, NARROW_COLUMNS + 1):
+        found.update(itertools.permutations(columns, width))
+    return found
 
 
 def _covering(use: TableUse, keys: list[tuple[str, ...]]) -> set[tuple[str, ...]]:
@@ -426,11 +447,66 @@ class Choice:
     helped: list[str]
 
 
+class WriteRates:
+    """Rows each table's writes put into an index, in the workload's window.
+
+    Every index costs the writes that keep it up to date, so a write-heavy table earns
+    fewer indexes than the same reads on a read-only one. Per table, the larger of:
+    - the monitor's INSERT/UPDATE/DELETE shapes (calls x rows per call): the same
+      window as the reads an index saves, so the two compare directly. An INSERT
+      adds an entry to every index and a DELETE leaves one for vacuum to remove from
+      every index; an UPDATE touches only an index on a column it sets (else it can
+      stay HOT and touch none).
+    - pg_stat_user_tables, for writers the monitor never saw (another service, a
+      batch job): rows updated off-HOT or deleted since the statistics were reset,
+      brought into the window by the workload's reads of the table against the
+      table's scans over the same period. Inserts are left out there: a table's
+      initial load would make it look write-heavy for ever.
+    """
+
+    def __init__(self, workload: list[WorkloadStatement], tables: dict[str, TableStats]) -> None:
+        self.every: dict[str, float] = {}  # rows that touch every index of the table
+        self.updates: dict[str, list[tuple[set[str], float]]] = {}  # (SET columns, rows)
+        reads: dict[str, float] = {}
+        for statement in workload:
+            use = statement.use
+            if use is None:
+                continue
+            for table in {u.table for u in use.uses}:
+                reads[table] = reads.get(table, 0.0) + statement.calls
+            rows = statement.calls * statement.rows_per_call
+            if use.written_table is None:
+                continue
+            if use.kind == "update":
+                entry = (set(use.written_columns), rows)
+                self.updates.setdefault(use.written_table, []).append(entry)
+            elif use.kind in ("insert", "delete"):
+                self.every[use.written_table] = self.every.get(use.written_table, 0.0) + rows
+        self.unseen = {
+            table: stats.churn * reads[table] / max(stats.scans, reads[table])
+            for table, stats in tables.items()
+            if stats.churn > 0 and reads.get(table)
+        }
+
+    def rows(self, index: IndexDef) -> float:
+        columns = set(index.columns)
+        updated = sum(n for cols, n in self.updates.get(index.table, ()) if cols & columns)
+        seen = self.every.get(index.table, 0.0) + updated
+        return max(seen, self.unseen.get(index.table, 0.0))
+
+
 class Search:
-    def __init__(self, planner: Planner, workload: list[WorkloadStatement]) -> None:
+    def __init__(
+        self,
+        planner: Planner,
+        workload: list[WorkloadStatement],
+        tables: dict[str, TableStats] | None = None,
+    ) -> None:
         self.planner = planner
         self.workload = workload
+        self.writes = WriteRates(workload, tables or {})  # every write, plannable or not
         self.skipped: dict[str, str] = {}
+        self._sizes: dict[IndexDef, int | None] = {}
 
     async def baseline(self) -> dict[str, float]:
         costs = {}
@@ -446,17 +522,13 @@ class Search:
         return [s for s in self.workload if s.use and index.table in s.use.tables]
 
     def maintenance(self, index: IndexDef) -> float:
-        """What keeping `index` up to date costs the workload's writes."""
-        cost = 0.0
-        for statement in self.workload:
-            use = statement.use
-            if use is None or use.written_table != index.table:
-                continue
-            if use.kind == "insert" or (
-                use.kind == "update" and set(use.written_columns) & set(index.columns)
-            ):
-                cost += statement.calls * statement.rows_per_call * MAINTENANCE_COST_PER_ROW
-        return cost
+        """What keeping `index` up to date costs the table's writes (WriteRates)."""
+        return self.writes.rows(index) * MAINTENANCE_COST_PER_ROW
+
+    async def size(self, index: IndexDef) -> int | None:
+        if index not in self._sizes:
+            self._sizes[index] = await self.planner.size(index)
+        return self._sizes[index]
 
     async def gain(
         self, index: IndexDef, chosen: frozenset[IndexDef], current: dict[str, float]
@@ -475,36 +547,176 @@ class Search:
         return saved - self.maintenance(index), helped, after
 
     async def greedy(
-        self, candidates: list[IndexDef], base: dict[str, float], budget: int, floor: float
+        self,
+        candidates: list[IndexDef],
+        base: dict[str, float],
+        budget: int,
+        floor: float,
+        max_bytes: float | None = None,
     ) -> list[Choice]:
+        """At most `budget` indexes (and `max_bytes` of them), each saving more than `floor`.
+
+        By count alone: greedy by cost saved. Under a size budget, the better of two
+        greedy passes, by cost saved and by cost saved per byte: per byte alone can
+        fill the disk with small indexes that each save little, by saving alone spends
+        it on a wide covering index that narrow ones beat. Then swaps (`_improve`).
+        """
+        sized = Sized(self, max_bytes)
+        passes = [await self._lazy(candidates, base, budget, floor, sized, per_byte=False)]
+        if max_bytes is not None:
+            passes.append(await self._lazy(candidates, base, budget, floor, sized, per_byte=True))
+        totals = [await self.total(frozenset(p)) for p in passes]
+        best = passes[totals.index(min(totals))]
+        improved = await self._improve(best, candidates, budget, floor, sized)
+        return await self._choices(improved, base, floor)
+
+    async def _lazy(
+        self,
+        candidates: list[IndexDef],
+        base: dict[str, float],
+        budget: int,
+        floor: float,
+        sized: Sized,
+        per_byte: bool,
+    ) -> list[IndexDef]:
+        """Lazy greedy: an index's saving only shrinks as others are chosen, so a stale
+        heap entry is re-measured only when it reaches the top."""
         current = dict(base)
-        chosen: list[Choice] = []
+        chosen: list[IndexDef] = []
         heap: list[tuple[float, int, IndexDef, int]] = []
         for order, index in enumerate(candidates):
-            saved, _, _ = await self.gain(index, frozenset(), current)
-            if saved > floor:
-                heapq.heappush(heap, (-saved, order, index, 0))
+            saved = await self.alone(index, base)
+            if saved > floor and await sized.fits([index]):
+                heapq.heappush(heap, (-await sized.rank(index, saved, per_byte), order, index, 0))
         while heap and len(chosen) < budget:
             _, order, index, round_seen = heapq.heappop(heap)
-            if round_seen != len(chosen):  # stale: re-measure against what is chosen now
-                taken = frozenset(c.index for c in chosen)
-                saved, _, _ = await self.gain(index, taken, current)
+            if not await sized.fits([*chosen, index]):
+                continue  # the disk left only shrinks: it never fits again
+            saved, _, after = await self.gain(index, frozenset(chosen), current)
+            if round_seen != len(chosen):  # stale: back in at its present worth
                 if saved > floor:
-                    heapq.heappush(heap, (-saved, order, index, len(chosen)))
+                    rank = await sized.rank(index, saved, per_byte)
+                    heapq.heappush(heap, (-rank, order, index, len(chosen)))
                 continue
-            taken = frozenset(c.index for c in chosen)
-            saved, helped, after = await self.gain(index, taken, current)
-            chosen.append(Choice(index, saved, helped))
+            chosen.append(index)
             current.update(after)
-            heap = [item for item in heap if not _redundant(item[2], [c.index for c in chosen])]
+            heap = [item for item in heap if not _redundant(item[2], chosen)]
             heapq.heapify(heap)
         return chosen
+
+    async def alone(self, index: IndexDef, base: dict[str, float]) -> float:
+        saved, _, _ = await self.gain(index, frozenset(), base)
+        return saved
+
+    async def _improve(
+        self,
+        chosen: list[IndexDef],
+        candidates: list[IndexDef],
+        budget: int,
+        floor: float,
+        sized: Sized,
+    ) -> list[IndexDef]:
+        """Swap one chosen index for another candidate, or add one to room left, while
+        that lowers the workload's cost: greedy's first picks may crowd out a better set.
+        The candidates tried are the strongest alone, by saving and by saving per byte."""
+        pool = await self._pool(candidates, sized)
+        for _ in range(MAX_SWAP_ROUNDS):
+            move = await self._better(chosen, pool, budget, floor, sized)
+            if move is None:
+                break
+            chosen = move
+        return chosen
+
+    async def _pool(self, candidates: list[IndexDef], sized: Sized) -> list[IndexDef]:
+        base = {s.id: await self.planner.cost(s, frozenset()) for s in self.workload}
+        saving = {c: await self.alone(c, base) for c in candidates}
+        useful = [c for c in candidates if saving[c] > 0 and await sized.fits([c])]
+        by_saving = sorted(useful, key=lambda c: -saving[c])[:SWAP_POOL]
+        if sized.max_bytes is None:
+            return by_saving
+        ranks = {c: await sized.rank(c, saving[c], per_byte=True) for c in useful}
+        by_byte = sorted(useful, key=lambda c: -ranks[c])[:SWAP_POOL]
+        return list(dict.fromkeys([*by_saving, *by_byte]))
+
+    async def _better(
+        self,
+        chosen: list[IndexDef],
+        pool: list[IndexDef],
+        budget: int,
+        floor: float,
+        sized: Sized,
+    ) -> list[IndexDef] | None:
+        """The first move that saves more than rounding: a swap, or an addition."""
+        for into in pool:
+            if into in chosen:
+                continue
+            trials = [[into if c == out else c for c in chosen] for out in chosen]
+            if len(chosen) < budget:
+                trials.append([*chosen, into])
+            for trial in trials:
+                others = [i for i in trial if i != into]
+                if _redundant(into, others) or not await sized.fits(trial):
+                    continue
+                tables = {i.table for i in set(chosen) ^ set(trial)}
+                gain = await self._cost(chosen, tables) - await self._cost(trial, tables)
+                if gain > (floor if len(trial) > len(chosen) else 1e-6):
+                    return trial
+        return None
+
+    async def _cost(self, indexes: list[IndexDef], tables: set[str]) -> float:
+        """The workload's cost on `tables` only: all that a swap there can change."""
+        chosen = frozenset(indexes)
+        cost = sum(self.maintenance(i) for i in indexes if i.table in tables)
+        for statement in self.workload:
+            if statement.use and statement.use.tables & tables:
+                try:
+                    cost += statement.calls * await self.planner.cost(statement, chosen)
+                except CannotPlan:
+                    return math.inf
+        return cost
+
+    async def _choices(
+        self, indexes: list[IndexDef], base: dict[str, float], floor: float
+    ) -> list[Choice]:
+        """Each index's own saving, measured in turn against those before it."""
+        current, taken, choices = dict(base), frozenset[IndexDef](), []
+        for index in indexes:
+            saved, helped, after = await self.gain(index, taken, current)
+            if saved > floor:
+                choices.append(Choice(index, saved, helped))
+                taken = taken | {index}
+                current.update(after)
+        return sorted(choices, key=lambda c: -c.saved)
 
     async def total(self, indexes: frozenset[IndexDef]) -> float:
         cost = 0.0
         for statement in self.workload:
             cost += statement.calls * await self.planner.cost(statement, indexes)
         return cost + sum(self.maintenance(i) for i in indexes)
+
+
+class Sized:
+    """The size budget: which sets fit, and how a candidate ranks in a greedy pass."""
+
+    def __init__(self, search: Search, max_bytes: float | None) -> None:
+        self.search = search
+        self.max_bytes = max_bytes
+
+    async def fits(self, indexes: list[IndexDef]) -> bool:
+        if self.max_bytes is None:
+            return True
+        total = 0
+        for index in indexes:
+            size = await self.search.size(index)
+            if size is None:  # not measurable: cannot be held to a budget
+                return False
+            total += size
+        return total <= self.max_bytes
+
+    async def rank(self, index: IndexDef, saved: float, per_byte: bool) -> float:
+        if not per_byte:
+            return saved
+        return saved / max(await self.search.size(index) or 1, 1)
 
 
 def _redundant(index: IndexDef, chosen: list[IndexDef]) -> bool:
@@ -560,14 +772,17 @@ async def _existing_indexes(connection: AsyncConnection) -> list[ExistingIndex]:
 async def _table_stats(connection: AsyncConnection) -> dict[str, TableStats]:
     rows: Any = await connection.exec_driver_sql(
         "SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, s.n_live_tup, 0), "
-        "c.relpages, COALESCE(s.seq_scan, 0) FROM pg_class c "
+        "c.relpages, COALESCE(s.seq_scan, 0), COALESCE(s.seq_scan + s.idx_scan, s.seq_scan, 0), "
+        "COALESCE(s.n_tup_upd - s.n_tup_hot_upd + s.n_tup_del, 0) FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
         "WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', "
         "'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'",
         {},
     )
-    return {r[0]: TableStats(float(r[1]), float(r[2]), int(r[3])) for r in rows}
+    return {
+        r[0]: TableStats(float(r[1]), float(r[2]), int(r[3]), int(r[4]), float(r[5])) for r in rows
+    }
 
 
 async def _column_stats(connection: AsyncConnection) -> dict[tuple[str, str], ColumnStats]:
@@ -709,10 +924,13 @@ async def analyze_indexes(
     workload: list[WorkloadStatement],
     *,
     max_indexes: int = 5,
+    max_mb: float | None = None,
     min_improvement: float = 0.01,
     use_hypopg: bool = True,
     timeout_ms: int = 10_000,
 ) -> IndexAdvice:
+    """Up to `max_indexes` indexes and, when `max_mb` is given, at most that many MB of them."""
+    max_bytes = _size_budget(max_mb)
     if engine.dialect.name != "postgresql":
         raise InvalidInput(
             f"index advice needs PostgreSQL; this server's database is {engine.dialect.name}",
@@ -722,16 +940,35 @@ async def analyze_indexes(
     async with engine.connect() as connection:
         try:
             await connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-            return await _advise(connection, workload, max_indexes, min_improvement, use_hypopg)
+            return await _advise(
+                connection, workload, Limits(max_indexes, max_bytes, min_improvement), use_hypopg
+            )
         finally:
             await connection.rollback()  # drops hypothetical indexes and a transient HypoPG
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_indexes: int
+    max_bytes: float | None  # None: bounded by count only
+    min_improvement: float  # each index saves at least this share of the workload's cost
+
+
+def _size_budget(max_mb: float | None) -> float | None:
+    if max_mb is None:
+        return None
+    if not (math.isfinite(max_mb) and max_mb > 0):
+        raise InvalidInput(
+            f"the size budget must be a positive number of MB, not {max_mb}",
+            details={"field": "max_mb", "rule": "> 0"},
+        )
+    return max_mb * 1024 * 1024
 
 
 async def _advise(
     connection: AsyncConnection,
     workload: list[WorkloadStatement],
-    max_indexes: int,
-    min_improvement: float,
+    limits: Limits,
     use_hypopg: bool,
 ) -> IndexAdvice:
     schema = await load_schema(connection)
@@ -740,17 +977,17 @@ async def _advise(
     statements, skipped = prepare_workload([*workload, *extra], schema)
     hypopg = use_hypopg and await enable_hypopg(connection)
     planner: Planner = HypoPGPlanner(connection) if hypopg else HeuristicPlanner(schema)
-    search = Search(planner, statements)
+    search = Search(planner, statements, schema.tables)
     base = await search.baseline()
     skipped.update(search.skipped)
     before = sum(s.calls * base[s.id] for s in search.workload)
     candidates = generate_candidates(search.workload, schema)
-    floor = max(before * min_improvement, 1e-6)
-    chosen = await search.greedy(candidates, base, max_indexes, floor) if before > 0 else []
+    floor = max(before * limits.min_improvement, 1e-6)
+    chosen = []
+    if before > 0:
+        chosen = await search.greedy(candidates, base, limits.max_indexes, floor, limits.max_bytes)
     after = await search.total(frozenset(c.index for c in chosen)) if chosen else before
-    recommendations = [
-        await _recommendation(choice, search, schema, planner, before) for choice in chosen
-    ]
+    recommendations = [await _recommendation(choice, search, schema, before) for choice in chosen]
     if isinstance(planner, HypoPGPlanner):
         await planner.close()
     return IndexAdvice(
@@ -774,7 +1011,7 @@ async def _advise(
 
 
 async def _recommendation(
-    choice: Choice, search: Search, schema: Schema, planner: Planner, before: float
+    choice: Choice, search: Search, schema: Schema, before: float
 ) -> Recommendation:
     share = choice.saved / before if before else 0.0
     index = choice.index
@@ -785,7 +1022,7 @@ async def _recommendation(
         reason=_reason(choice, search, stats),
         priority="high" if share >= 0.2 else "medium" if share >= 0.05 else "low",
         estimated_improvement=round(share, 4),
-        estimated_size_bytes=await planner.size(index),
+        estimated_size_bytes=await search.size(index),
         statements=choice.helped,
         create_statement=index.ddl(concurrently=True),
     )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tenantry.auth import validate_company_id
-from tenantry.queries.cache_backends.base import CacheBackend
+from tenantry.queries.cache_backends.base import CacheBackend, matches
 
 log = logging.getLogger("tenantry.queries")
 T = TypeVar("T")
@@ -111,7 +111,8 @@ class ReadCache:
             future.set_result(value)
             return value
         finally:
-            del self._inflight[key]
+            if self._inflight.get(key) is future:  # not detached by an invalidation
+                del self._inflight[key]
 
     async def _lead(
         self, company: str, name: str, loader: Callable[[], Awaitable[Any]], ttl: float
@@ -171,6 +172,10 @@ class ReadCache:
 
     async def invalidate(self, company: str, names: list[str]) -> int:
         validate_company_id(company)
+        # A load already running may have read the data before the write it follows: a
+        # read that starts after this must run its own, not share that one's value.
+        for key in [k for k in self._inflight if k[0] == company and matches(k[1], names)]:
+            del self._inflight[key]
         dropped = await self._guard(self.backend.invalidate(company, names), force=True)
         return dropped or 0
 

@@ -7,7 +7,8 @@ anything.
 The hot path is two `perf_counter()` calls, a dict lookup of the statement text's
 shape (parsed once per distinct text, cached), a context-variable read, and a
 histogram increment under an uncontended lock (see benchmarks/queries/monitor_overhead.py
-for what it adds per statement).
+for what it adds per statement). With tracing on (`trace_with`, docs/tracing.md) traced
+listeners replace these, a span around each statement; off, nothing is checked.
 
 Figures live in the process until `flush()` pushes them into Redis (HINCRBY, so
 the server and every worker add into the same counters); readers then merge
@@ -23,8 +24,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -34,6 +36,9 @@ from tenantry.context import current_company
 from tenantry.queries.shapes import Shape, shape_of
 from tenantry.queries.sketch import LatencySketch, bucket_index
 from tenantry.redis_clients import AnyRedis, Batch
+
+if TYPE_CHECKING:
+    from tenantry.tracing.tracer import Tracing
 
 log = logging.getLogger("tenantry.queries")
 
@@ -124,9 +129,12 @@ class QueryMonitor:
         self._shapes: dict[str, ShapeInfo] = {}
         self.slow_log: deque[SlowQuery] = deque(maxlen=slow_log_size)
         self._unflushed_slow: list[SlowQuery] = []
+        # Slow statements since this process started (a Prometheus counter: never reset).
+        self.slow_total = 0
         self._engines: list[Engine] = []
         # Calls and seconds per company since the last drain (usage metering reads them).
         self._per_company: dict[str, list[float]] = {}
+        self.tracing: Tracing | None = None  # set by trace_with: a span per statement
 
     # --- attaching -----------------------------------------------------------
     def attach(self, engine: Engine | AsyncEngine) -> None:
@@ -150,7 +158,22 @@ class QueryMonitor:
                 event.remove(sync, name, listener)
         self._engines.clear()
 
+    def trace_with(self, tracing: Tracing) -> None:
+        """A span per statement from now on. The traced listeners replace the plain
+        ones, so without tracing the hot path does not even check for it."""
+        engines = list(self._engines)
+        self.detach_all()
+        self.tracing = tracing
+        for engine in engines:
+            self.attach(engine)
+
     def _listeners(self) -> dict[str, Any]:
+        if self.tracing is not None:
+            return {
+                "do_execute": self._traced_execute,
+                "do_execute_no_params": self._traced_execute_no_params,
+                "do_executemany": self._traced_executemany,
+            }
         return {
             "do_execute": self._do_execute,
             "do_execute_no_params": self._do_execute_no_params,
@@ -176,6 +199,28 @@ class QueryMonitor:
         elapsed = time.perf_counter() - started
         self._record(context, cursor, statement, parameters, elapsed, executemany=True)
         return True
+
+    # --- traced: the same, inside a span ----------------------------------------------
+    def _traced_execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        with self._statement_span(context, statement):
+            return self._do_execute(cursor, statement, parameters, context)
+
+    def _traced_execute_no_params(self, cursor: Any, statement: str, context: Any) -> bool:
+        with self._statement_span(context, statement):
+            return self._do_execute_no_params(cursor, statement, context)
+
+    def _traced_executemany(
+        self, cursor: Any, statement: str, parameters: Any, context: Any
+    ) -> bool:
+        with self._statement_span(context, statement):
+            return self._do_executemany(cursor, statement, parameters, context)
+
+    def _statement_span(self, context: Any, statement: str) -> AbstractContextManager[Any]:
+        assert self.tracing is not None
+        dialect = context.dialect.name
+        shape_id = self._texts.get((dialect, statement)) or self._learn(dialect, statement)
+        info = self._shapes.get(shape_id)  # none past max_shapes: no text, never the raw one
+        return self.tracing.statement_span(dialect, info.shape.text if info else None)
 
     def _record(
         self,
@@ -252,6 +297,7 @@ class QueryMonitor:
         entry = SlowQuery(key[0], key[1], elapsed * 1000, statement[:4000], time.time())
         with self._lock:
             self._series.setdefault(key, Series()).slow += 1
+            self.slow_total += 1
             self.slow_log.append(entry)
             self._unflushed_slow.append(entry)
             del self._unflushed_slow[: -self.slow_log.maxlen if self.slow_log.maxlen else 0]

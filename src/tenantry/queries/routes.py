@@ -13,16 +13,20 @@ from fastapi import Query
 from tenantry.auth import Principal
 from tenantry.deps import AdminDep, PrincipalDep, Router, ServicesDep
 from tenantry.queries.schemas import (
+    AppliedIndexOut,
+    ApplyIndexRequest,
     ExplainOut,
     ExplainRequest,
     HealthOut,
     IndexAdviceOut,
+    IndexChangesOut,
     MetricsOut,
     StatisticsOut,
 )
 from tenantry.schemas import CompanyQuery
 
 router = Router(prefix="/api/query-optimizer", tags=["queries"])
+API_ACTOR = "admin (api)"
 
 
 def _company(principal: Principal, requested: str | None) -> str | None:
@@ -69,9 +73,33 @@ async def indexes(
     services: ServicesDep,
     _: AdminDep,
     max_indexes: Annotated[int, Query(alias="maxIndexes", ge=1, le=50)] = 5,
+    max_mb: Annotated[float | None, Query(alias="maxMb", gt=0, le=10_000_000)] = None,
 ) -> IndexAdviceOut:
-    """Index recommendations for the recorded workload, plus unused and duplicate indexes."""
-    return IndexAdviceOut.model_validate(await services.queries.analyze_indexes(max_indexes))
+    """Index recommendations for the recorded workload, plus unused and duplicate indexes;
+    at most maxIndexes of them and, with maxMb (default QUERY_ADVISOR_MAX_MB), that many MB."""
+    advice = await services.queries.analyze_indexes(max_indexes, max_mb)
+    return IndexAdviceOut.model_validate(advice)
+
+
+@router.post("/indexes/apply", response_model=AppliedIndexOut, status_code=201)
+async def apply_index(
+    body: ApplyIndexRequest, services: ServicesDep, _: AdminDep
+) -> AppliedIndexOut:
+    """Build one current recommendation with CREATE INDEX CONCURRENTLY (QUERY_APPLY_INDEXES);
+    it is judged on real latencies after QUERY_APPLY_VERIFY_SECONDS and kept or dropped."""
+    applied = await services.queries.apply_index(body.statement, actor=API_ACTOR)
+    return AppliedIndexOut.model_validate(applied)
+
+
+@router.get("/indexes/changes", response_model=IndexChangesOut)
+async def index_changes(
+    services: ServicesDep,
+    _: AdminDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> IndexChangesOut:
+    """The audit log of applied indexes, newest first: every step, with its figures."""
+    changes = await services.queries.index_changes(limit)
+    return IndexChangesOut.model_validate({"changes": changes}, from_attributes=True)
 
 
 @router.delete("/metrics", status_code=204)

@@ -7,6 +7,7 @@ the same way.
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -21,6 +22,8 @@ from tenantry.queries.results import (
     ShapeMetrics,
 )
 from tenantry.schemas import ApiModel
+
+MAX_INDEX_STATEMENT_LENGTH = 10_000
 
 
 class ExplainRequest(ApiModel):
@@ -201,6 +204,38 @@ class IndexAdviceOut(_FromResult):
     unused_indexes: list[UnusedIndexOut]
     duplicate_indexes: list[DuplicateIndexOut]
     skipped_statements: list[SkippedStatementOut]
+
+
+class ApplyIndexRequest(ApiModel):
+    statement: str = Field(
+        min_length=1,
+        max_length=MAX_INDEX_STATEMENT_LENGTH,
+        description="A recommendation's createStatement, as GET /indexes lists it now.",
+    )
+
+
+class IndexChangeOut(_FromResult):
+    id: int
+    statement: str
+    index_name: str
+    table: str
+    step: str
+    detail: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    actor: str
+    at: datetime
+
+
+class AppliedIndexOut(_FromResult):
+    index_name: str
+    table: str
+    statement: str
+    changes: list[IndexChangeOut]
+
+
+class IndexChangesOut(ApiModel):
+    changes: list[IndexChangeOut]  # newest first
 
 
 class CacheHealthOut(_FromResult):

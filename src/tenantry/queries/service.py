@@ -19,6 +19,9 @@ from tenantry.errors import ServiceUnavailable
 from tenantry.queries import advisor, explain
 from tenantry.queries.cache import ReadCache
 from tenantry.queries.cache_backends import CacheBackend, MemoryCache, RedisCache
+from tenantry.queries.index_apply import AppliedIndex, ApplyPolicy, IndexApplier
+from tenantry.queries.index_changes import IndexChange
+from tenantry.queries.index_verdict import ShapeFigures
 from tenantry.queries.monitor import NO_COMPANY, QueryMonitor, Series, merge_series
 from tenantry.queries.replicas import ReplicaGate, ReplicaRouter
 from tenantry.queries.results import (
@@ -30,6 +33,7 @@ from tenantry.queries.results import (
     QueryHealth,
     QueryMetrics,
     QueryStatistics,
+    Recommendation,
     ReplicaHealth,
     ShapeMetrics,
     SlowStatement,
@@ -41,6 +45,7 @@ from tenantry.redis_url import one_slot
 log = logging.getLogger("tenantry.queries")
 T = TypeVar("T")
 _CACHE_STATS_KEY = "tenantry:queries:cache"
+MAX_RECOMMENDATIONS = 50  # GET /api/query-optimizer/indexes?maxIndexes= at most
 
 
 class QueryOptimizer:
@@ -60,8 +65,11 @@ class QueryOptimizer:
         replica_poll_seconds: float = 0.2,
         flush_seconds: float = 5.0,
         cache_backend: CacheBackend | None = None,
+        apply_policy: ApplyPolicy | None = None,
+        advisor_max_mb: float | None = None,
     ) -> None:
         self.db = db
+        self.advisor_max_mb = advisor_max_mb
         self.redis = redis
         self.cache_ttl = cache_ttl
         self.explain_timeout_ms = explain_timeout_ms
@@ -88,6 +96,9 @@ class QueryOptimizer:
         )
         self._tools: AsyncEngine | None = None
         self._explainer: AsyncEngine | None = None
+        self.indexes = IndexApplier(
+            db, self._recommendations, self._shape_figures, apply_policy or ApplyPolicy()
+        )
         self._background = Background()
         self._started = False
         self._cache_flushed: dict[str, tuple[int, int]] = {}
@@ -115,6 +126,14 @@ class QueryOptimizer:
                 quiet=True,
             )
             self._background.start(polling, "replica-lag")
+        if self.applying_indexes:
+            # Every process looks; the advisory lock lets one judge at a time.
+            verifying = every(
+                _verify_interval(self.indexes.policy.verify_seconds),
+                self.verify_indexes,
+                name="index verification",
+            )
+            self._background.start(verifying, "index-verification")
 
     async def close(self) -> None:
         if self._started:
@@ -124,6 +143,7 @@ class QueryOptimizer:
                 await self.flush()
         self.monitor.detach_all()
         await self.replicas.dispose()
+        await self.indexes.close()
         for engine in (self._tools, self._explainer):
             if engine is not None:
                 await engine.dispose()
@@ -403,11 +423,50 @@ class QueryOptimizer:
             )
         return statements
 
-    async def analyze_indexes(self, max_indexes: int = 5) -> IndexAdvice:
+    async def analyze_indexes(
+        self, max_indexes: int = 5, max_mb: float | None = None
+    ) -> IndexAdvice:
+        """At most `max_indexes` and `max_mb` (QUERY_ADVISOR_MAX_MB unless given) of them."""
         engine = self.db.engine if self.db.dialect != "postgresql" else self._tools_engine()
         series, _ = await self._series()
         workload = self.workload(series, await self._shape_texts())
-        return await advisor.analyze_indexes(engine, workload, max_indexes=max_indexes)
+        budget = max_mb if max_mb is not None else self.advisor_max_mb
+        return await advisor.analyze_indexes(
+            engine, workload, max_indexes=max_indexes, max_mb=budget
+        )
+
+    # --- applying index advice -------------------------------------------------
+    @property
+    def applying_indexes(self) -> bool:
+        """QUERY_APPLY_INDEXES is on and the database is PostgreSQL."""
+        return self.indexes.policy.enabled and self.db.dialect == "postgresql"
+
+    async def apply_index(self, statement: str, actor: str) -> AppliedIndex:
+        """Build one of the current recommendations (`statement`: its createStatement)."""
+        return await self.indexes.apply(statement, actor)
+
+    async def index_changes(self, limit: int = 100) -> list[IndexChange]:
+        """The audit log of applied indexes, newest first."""
+        return await self.indexes.log.recent(limit)
+
+    async def verify_indexes(self) -> list[IndexChange]:
+        """One verification round (the background runs one every little while)."""
+        return await self.indexes.verify()
+
+    async def _recommendations(self) -> list[Recommendation]:
+        # As many as the route can list, so any recommendation it showed is matched.
+        return (await self.analyze_indexes(max_indexes=MAX_RECOMMENDATIONS)).recommendations
+
+    async def _shape_figures(self) -> dict[str, ShapeFigures]:
+        """Every shape's figures summed over companies (and processes, with Redis)."""
+        series, _ = await self._series()
+        totals: dict[str, Series] = {}
+        for (shape_id, _company), figures in series.items():
+            totals.setdefault(shape_id, Series()).merge(figures)
+        return {
+            shape_id: ShapeFigures(s.calls, s.total * 1000, dict(s.sketch.buckets))
+            for shape_id, s in totals.items()
+        }
 
     # --- health ---------------------------------------------------------------
     async def health(self) -> QueryHealth:
@@ -447,6 +506,11 @@ def _figures(series: Series) -> Figures:
         rows=summary["rows"],
         slow_count=summary["slowCount"],
     )
+
+
+def _verify_interval(verify_seconds: float) -> float:
+    """Rounds often enough to judge near the window's end, never busier than once a second."""
+    return min(60.0, max(1.0, verify_seconds / 10))
 
 
 async def _off(_: str | None) -> bool:

@@ -10,7 +10,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter
 from pydantic.alias_generators import to_snake
@@ -20,6 +20,7 @@ from tenantry.errors import (
     InvalidInput,
     NotFound,
 )
+from tenantry.resilience import flag_events
 from tenantry.resilience.constraints import constraint_problem
 from tenantry.resilience.context import EvaluationContext
 from tenantry.resilience.flags import (
@@ -48,6 +49,9 @@ from tenantry.resilience.sync import RedisSync
 from tenantry.resilience.unleash import export_document, read_document
 from tenantry.resilience.usage import EvaluationCounts, FlagUsage, FlagUsageReport, not_recorded
 from tenantry.settings import ConfigError
+
+if TYPE_CHECKING:
+    from tenantry.tracing.tracer import Tracing
 
 log = logging.getLogger("tenantry.resilience")
 
@@ -139,6 +143,8 @@ class FlagService:
         self.store = store
         self.counts = EvaluationCounts()  # evaluations per flag, counted inside the checks
         self.usage: FlagUsage | None = None  # stores and reads them (set by the wiring)
+        # Each evaluation an event on the current span, when set (by the wiring).
+        self.tracing: Tracing | None = None
         self._snapshot = FlagSnapshot()
         self._checks = self._snapshot.checks
         self.publish: Callable[[str], Awaitable[None]] | None = None
@@ -154,6 +160,8 @@ class FlagService:
 
     # --- evaluation (hot path: no I/O, no lock) ---------------------------------
     def is_enabled(self, key: str, target_id: str | None = None) -> bool:
+        if self.tracing is not None:  # the compiled checks know no reason: evaluate
+            return self.evaluate(key, target_id).enabled
         check = self._checks.get(key)
         return check(target_id) if check is not None else False
 
@@ -163,6 +171,10 @@ class FlagService:
         """How `key` decides for `target_id` (its target's id) and/or a whole `context`."""
         evaluation = self._snapshot.evaluate(key, target_id, context)
         self.counts.count(key, evaluation.enabled)
+        if self.tracing is not None:
+            compiled = self._snapshot.flags.get(key)
+            rollout = compiled.flag.rollout if compiled else None
+            self.tracing.event(flag_events.EVENT, flag_events.attributes(evaluation, rollout))
         return evaluation
 
     def variant(

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from sqlalchemy import select
@@ -45,6 +45,10 @@ from tenantry.storage.backends import (
 from tenantry.storage.keys import new_key, parse_key, validate_filename
 from tenantry.storage.records import FileRecord, RecordWriter, UsageRow, count_usage
 from tenantry.storage.signing import UrlSigner
+from tenantry.tracing.traced import traced
+
+if TYPE_CHECKING:
+    from tenantry.tracing.tracer import Tracing
 
 log = logging.getLogger("tenantry.storage")
 
@@ -56,6 +60,8 @@ _CONTENT_TYPE = re.compile(
     r"^(?P<base>[a-z0-9][\w.+-]*/[a-z0-9][\w.+-]*)"
     r"(?:\s*;\s*[\w.+-]+=(?:[\w.+-]+|\"[^\"\r\n]*\"))*$"
 )
+
+KEY = "tenantry.storage.key"  # the file's key on its span (company/category/name: no content)
 
 UploadSource = bytes | bytearray | memoryview | AsyncIterable[bytes] | Iterable[bytes] | IO[bytes]
 BackendWrapper = Callable[[StorageBackend], StorageBackend]
@@ -158,6 +164,7 @@ class StorageService:
         self._backends: dict[str, StorageBackend] = {}
         self._wrappers: list[BackendWrapper] = []
         self.records = RecordWriter(db)
+        self.tracing: Tracing | None = None  # a span per call below, when set (the wiring)
 
     @classmethod
     def from_settings(
@@ -235,6 +242,7 @@ class StorageService:
                 details={"field": "file", "maxBytes": self.max_upload_bytes},
             )
 
+    @traced("storage.upload")
     async def upload(
         self,
         data: UploadSource,
@@ -310,6 +318,7 @@ class StorageService:
         with _provider_errors(self.provider):
             return await self.backend.remove_incomplete(older_than_seconds)
 
+    @traced("storage.delete", KEY)
     async def delete(self, key: str, *, company_id: str | None = None) -> None:
         """Remove the file and its record; the record stays if the object cannot be removed."""
         async with self.db.session() as session:
@@ -339,6 +348,7 @@ class StorageService:
             record = await self._record(session, key, company_id)
         return await self._stored(record)
 
+    @traced("storage.download", KEY)
     async def open(self, key: str, *, company_id: str | None = None) -> Download:
         """The file's metadata and its content as a stream of chunks."""
         async with self.db.session() as session:
@@ -360,6 +370,7 @@ class StorageService:
             raise NotFound(f"no public file {key!r}")
         return download
 
+    @traced("storage.url", KEY)
     async def signed_url(
         self, key: str, expires_in: int = DEFAULT_EXPIRES_IN, *, company_id: str | None = None
     ) -> str:
@@ -369,6 +380,7 @@ class StorageService:
         with _provider_errors(record.provider):
             return await self._backend(record.provider).signed_url(key, expires_in)
 
+    @traced("storage.list")
     async def list_files(
         self,
         company_id: str,

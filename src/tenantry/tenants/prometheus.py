@@ -3,6 +3,9 @@ each figure get their own label, every other company is summed as `other`.
 
 Figures are this process's, since it started (Prometheus sums the processes); they are
 gauges, not counters, because a company can leave the top N and fold into `other`.
+
+Storage quota use is the deployment's (read from the database before each scrape): the
+same in every process, so aggregate it with max(); only the N nearest are reported.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from collections.abc import Iterator
 from dataclasses import fields
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tenantry.metrics import Metrics
 from tenantry.tenants.metering import Usage, UsageMeter
+from tenantry.tenants.service import QuotaUse, TenantService
 
 _HELP = {
     "api_requests": "API requests",
@@ -50,3 +55,37 @@ class TopCompanies(Collector):
 
 def register(registry: CollectorRegistry, meter: UsageMeter, top: int) -> None:
     registry.register(TopCompanies(meter, top))
+
+
+class StorageQuotaCollector(Collector):
+    def __init__(self, tenants: TenantService, top: int) -> None:
+        self._tenants = tenants
+        self.top = top
+        self._uses: list[QuotaUse] = []
+
+    async def refresh(self) -> None:
+        try:
+            self._uses = await self._tenants.nearest_quotas(self.top)
+        except BaseException:
+            self._uses = []  # no figures rather than stale ones
+            raise
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "tenantry_company_storage_quota_ratio",
+            f"Storage used over the quota (the fuller of bytes and files; 1 = full) of the"
+            f" {self.top} companies nearest theirs; the same in every process (use max()).",
+            labels=["company"],
+        )
+        for use in self._uses:
+            family.add_metric([use.company_id], use.ratio)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def register_quota(metrics: Metrics, tenants: TenantService, top: int) -> None:
+    collector = StorageQuotaCollector(tenants, top)
+    metrics.registry.register(collector)
+    metrics.before_scrape("storage quotas", collector.refresh)

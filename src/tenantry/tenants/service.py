@@ -40,6 +40,8 @@ log = logging.getLogger("tenantry.tenants")
 Sort = Literal["id", "storageBytes", "storageFiles", "jobs", "queryTime", "apiRequests"]
 PLAN_NAME_RULE = "1-64 letters, digits, '_', '-'"
 MAX_PAGE = 200
+# Companies with limits of their own read for `nearest_quotas`, fullest first.
+MAX_OVERRIDDEN = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,14 @@ class Company:
     limits: Limits  # effective: the plan's, with the overrides on top
     queue_weight: int
     storage: StorageUsage
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUse:
+    """How full a company's storage quota is: the fuller of bytes and files (1.0 = full)."""
+
+    company_id: str
+    ratio: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +273,30 @@ class TenantService:
             total_bytes, total_files = (await session.execute(query)).one()
         return StorageUsage(int(total_bytes), int(total_files))
 
+    async def nearest_quotas(self, top: int) -> list[QuotaUse]:
+        """The `top` companies nearest their storage quota, fullest first. A plan's
+        companies share its quota, so only its `top` fullest (by bytes, by files) can be
+        nearest; companies with limits of their own are read apart (MAX_OVERRIDDEN)."""
+        rows: dict[str, CompanyRow] = {}
+        async with self.db.session() as session:
+            for query in self._quota_candidates(await self.plans(), top):
+                rows.update((row.id, row) for row in await session.scalars(query))
+        uses = [_quota_use(await self._company(row)) for row in rows.values()]
+        ranked = sorted((u for u in uses if u is not None), key=lambda u: (-u.ratio, u.company_id))
+        return ranked[:top]
+
+    def _quota_candidates(self, plans: Mapping[str, Plan], top: int) -> list[Any]:
+        plan_of = func.coalesce(CompanyRow.plan, self.default_plan)
+        plain = select(CompanyRow).where(CompanyRow.limits == "{}")
+        queries = [
+            plain.where(plan_of == name).order_by(column.desc(), CompanyRow.id).limit(top)
+            for name in plans
+            for column in (CompanyRow.storage_bytes, CompanyRow.storage_files)
+        ]
+        overridden = select(CompanyRow).where(CompanyRow.limits != "{}")
+        queries.append(overridden.order_by(CompanyRow.storage_bytes.desc()).limit(MAX_OVERRIDDEN))
+        return queries
+
     # --- internals -----------------------------------------------------------------
     async def _company(self, row: CompanyRow) -> Company:
         plans = await self.plans()
@@ -280,6 +314,16 @@ class TenantService:
     def _forget(self) -> None:
         self._plans = None
         self._cache.clear()
+
+
+def _quota_use(company: Company) -> QuotaUse | None:
+    """None for a company without a storage quota."""
+    pairs = [
+        (company.storage.bytes, company.limits.storage_bytes),
+        (company.storage.files, company.limits.storage_files),
+    ]
+    ratios = [used / limit for used, limit in pairs if limit]
+    return QuotaUse(company.id, max(ratios)) if ratios else None
 
 
 def _stored_limits(raw: str) -> Limits:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
@@ -96,6 +96,29 @@ class QueueStats(JobCounts):
         return cls(**asdict(counts), is_paused=is_paused)
 
 
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """What an autoscaler and the alerts read of one whole queue (every company).
+
+    `waiting`: jobs that could start now and have not: waiting, prioritized, staged
+    for their company's turn, and delayed jobs past their due time (a delayed job not
+    yet due is not waiting). `oldest_waiting_age_seconds`: how long the one waiting
+    longest has been due (its creation plus its delay option), 0 when none waits.
+    `completed_total`/`failed_total`: jobs finished since the queue began (a failed
+    job is one out of attempts), or None where the engine does not count them.
+    """
+
+    waiting: int
+    oldest_waiting_age_seconds: float
+    completed_total: int | None = None
+    failed_total: int | None = None
+
+
+def age_seconds(now: int, since_ms: int | None) -> float:
+    """Seconds from `since_ms` to `now` (epoch ms), 0 for none or a clock ahead of us."""
+    return max(now - since_ms, 0) / 1000 if since_ms is not None else 0.0
+
+
 class ActiveJob(Protocol):
     """The job a handler is running: its data, and a way to report progress and log."""
 
@@ -107,9 +130,20 @@ class ActiveJob(Protocol):
     def data(self) -> dict[str, Any]: ...
     @property
     def attempts_made(self) -> int: ...
+    @property
+    def telemetry_metadata(self) -> str | None:
+        """The trace it was enqueued in: BullMQ's `opts.telemetry.metadata` (docs/tracing.md)."""
+        ...
 
     async def update_progress(self, progress: int | dict[str, Any]) -> None: ...
     async def log(self, line: str) -> None: ...
+
+
+def telemetry_of(options: dict[str, Any]) -> str | None:
+    """`telemetry.metadata` of job options in BullMQ's shape, if it is a string."""
+    telemetry = options.get("telemetry")
+    metadata = telemetry.get("metadata") if isinstance(telemetry, dict) else None
+    return metadata if isinstance(metadata, str) else None
 
 
 Processor = Callable[[str, ActiveJob], Awaitable[Any]]
@@ -125,7 +159,9 @@ class WorkerSettings:
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    # Rounded as the bullmq package stamps its jobs: truncating put a cutoff taken in the
+    # same millisecond as a job's creation 1 ms before it, so "clean all" missed that job.
+    return round(time.time() * 1000)
 
 
 class JobBackend(ABC):
@@ -153,6 +189,18 @@ class JobBackend(ABC):
     @abstractmethod
     async def counts(self, queue: str) -> JobCounts:
         """Jobs per state: waiting, active, completed, failed, delayed, paused."""
+
+    async def figures(self, queues: Sequence[str]) -> dict[str, QueueFigures]:
+        """Each queue's backlog (QueueFigures). This default costs two calls a queue, the
+        counts and the next waiting job, and leaves due delayed jobs and totals out;
+        Tenantry's engines answer exactly, the BullMQ one in one script call a queue."""
+        figures = {}
+        for queue in queues:
+            counts = await self.counts(queue)
+            first = await self.list_jobs(queue, "waiting", 0, 0)
+            since = first[0].created_at + first[0].delay_ms if first else None
+            figures[queue] = QueueFigures(counts.waiting, age_seconds(now_ms(), since))
+        return figures
 
     # --- fairness and company views (jobs/fairness.py): defaults for other engines ---
     def configure_fairness(self, settings: FairSettings) -> None:

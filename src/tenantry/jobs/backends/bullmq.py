@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.asyncio.retry import Retry
@@ -40,8 +40,10 @@ from tenantry.jobs.backends.base import (
     JobRecord,
     PermanentJobError,
     Processor,
+    QueueFigures,
     ScheduleRecord,
     WorkerSettings,
+    age_seconds,
     now_ms,
 )
 from tenantry.jobs.fairness import CompanyLimits, FairSettings, Limits
@@ -71,6 +73,11 @@ class _BullActiveJob:
     @property
     def attempts_made(self) -> int:
         return int(self._job.attemptsMade)
+
+    @property
+    def telemetry_metadata(self) -> str | None:
+        metadata = self._job.opts.get("tm")  # stored as Node BullMQ stores it (`_bull_options`)
+        return metadata if isinstance(metadata, str) else None
 
     async def update_progress(self, progress: int | dict[str, Any]) -> None:
         await self._job.updateProgress(progress)
@@ -102,11 +109,29 @@ _UNSTAGED_OPTIONS = ("delay", "priority", "lifo", "parent", "deduplication", "re
 # A company's index is read in chunks of this many ids (one script call each).
 COMPANY_CHUNK = 1000
 
+# Per-minute points BullMQ keeps of finished jobs (what Bull Board charts): a day. Its
+# running totals beside them are what the figures read (`tenantry_jobs_*_total`).
+_METRICS_POINTS = 24 * 60
+
 # How long a force-closed BullMQ worker gets to finish before its task is cancelled.
 _FORCE_CLOSE_SECONDS = 5.0
 
 # What "Redis is unreachable" looks like from redis-py (and so from bullmq).
 REDIS_DOWN = redis_clients.REDIS_DOWN
+
+
+def _bull_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as Node BullMQ stores them: `telemetry` is `tm` (metadata) and `omc`
+    (omitContext) in the job's `opts`, which the Python package does not encode."""
+    telemetry = options.get("telemetry")
+    if not isinstance(telemetry, dict):
+        return options
+    stored = {key: value for key, value in options.items() if key != "telemetry"}
+    if telemetry.get("metadata") is not None:
+        stored["tm"] = telemetry["metadata"]
+    if telemetry.get("omitContext") is not None:
+        stored["omc"] = telemetry["omitContext"]
+    return stored
 
 
 def _producer_client(redis_url: str) -> AnyRedis:
@@ -130,6 +155,16 @@ def _worker_connection(redis_url: str) -> str | AnyRedis:
         decode_responses=True,
         retry=Retry(ExponentialBackoff(cap=2, base=0.1), 20),
         retry_on_error=[RedisConnectionError, RedisTimeoutError, BusyLoadingError],
+    )
+
+
+def _figures(now: int, answer: list[Any]) -> QueueFigures:
+    waiting, since, completed, failed = (int(value) for value in answer)
+    return QueueFigures(
+        waiting=waiting,
+        oldest_waiting_age_seconds=age_seconds(now, since if since >= 0 else None),
+        completed_total=completed,
+        failed_total=failed,
     )
 
 
@@ -242,6 +277,7 @@ class BullMQBackend(JobBackend):
     async def add(
         self, queue: str, name: str, data: dict[str, Any], options: dict[str, Any]
     ) -> str:
+        options = _bull_options(options)
         company = data.get("companyId")
         if not isinstance(company, str):
             job = await self._queue(queue).add(name, data, options)
@@ -386,6 +422,13 @@ class BullMQBackend(JobBackend):
             paused=waiting if paused else 0,
         )
 
+    async def figures(self, queues: Sequence[str]) -> dict[str, QueueFigures]:
+        # One script call a queue, all at once (each queue has its own connection).
+        now = now_ms()
+        calls = [self._scripts[q]["figures"](keys=[self._key(q)], args=[now]) for q in queues]
+        answers = await asyncio.gather(*calls)
+        return {q: _figures(now, answer) for q, answer in zip(queues, answers, strict=True)}
+
     async def retry(self, queue: str, job_id: str) -> None:
         job = await self._queue(queue).getJob(job_id)
         if job is None:
@@ -506,6 +549,8 @@ class BullMQBackend(JobBackend):
                     # After a lost connection (a failover) fetch again within a second,
                     # not after bullmq's 15 s.
                     "runRetryDelay": 1000,
+                    # Finished jobs counted in Redis, for every worker of the deployment.
+                    "metrics": {"maxDataPoints": _METRICS_POINTS},
                     "autorun": False,
                 },
             )

@@ -277,6 +277,46 @@ return removed
 """
 
 
+# A queue's backlog and totals (QueueFigures), without reading every job: the oldest
+# waiting job is one of the next in line of each place, so four jobs are looked at.
+# KEYS: K.  ARGV: now (ms). Returns {waiting, due since (ms, -1: none), completed, failed}.
+FIGURES = r"""
+local rcall = redis.call
+local prefix, now = KEYS[1], tonumber(ARGV[1])
+local since = nil
+local function consider(at)
+  if at and (not since or at < since) then since = at end
+end
+-- When a job was due: its creation, plus its delay option (promotion keeps the stamp).
+local function dueOf(id)
+  if not id then return nil end
+  local fields = rcall("HMGET", prefix .. id, "timestamp", "opts")
+  local stamp = tonumber(fields[1])
+  if not stamp then return nil end
+  local ok, opts = pcall(cjson.decode, fields[2] or "{}")
+  local delay = ok and type(opts) == "table" and tonumber(opts["delay"]) or 0
+  return stamp + delay
+end
+local wait, prioritized = prefix .. "wait", prefix .. "prioritized"
+consider(dueOf(rcall("LINDEX", wait, -1)))  -- workers take from the tail: FIFO's oldest
+consider(dueOf(rcall("ZRANGE", prioritized, 0, 0)[1]))
+consider(dueOf(rcall("ZRANGE", prefix .. "fair:all", 0, 0)[1]))  -- staging is FIFO
+-- A delayed job's score is its due time * 0x1000: once due, it waits (for a worker
+-- to promote it), since its due time.
+local due = rcall("ZCOUNT", prefix .. "delayed", 0, (now + 1) * 0x1000 - 1)
+if due > 0 then
+  local first = rcall("ZRANGE", prefix .. "delayed", 0, 0, "WITHSCORES")
+  consider(math.floor(tonumber(first[2]) / 0x1000))
+end
+local waiting = rcall("LLEN", wait) + rcall("ZCARD", prioritized)
+  + rcall("ZCARD", prefix .. "fair:all") + due
+-- BullMQ's own finished-job metrics (workers started with the `metrics` option).
+local completed = tonumber(rcall("HGET", prefix .. "metrics:completed", "count")) or 0
+local failed = tonumber(rcall("HGET", prefix .. "metrics:failed", "count")) or 0
+return {waiting, since or -1, completed, failed}
+"""
+
+
 def register(client: Any) -> dict[str, Any]:
     """The scripts, registered on a redis-py client (EVALSHA, loaded on first use)."""
     return {
@@ -284,4 +324,5 @@ def register(client: Any) -> dict[str, Any]:
         "dispatch": client.register_script(DISPATCH),
         "states": client.register_script(STATES),
         "clean_staged": client.register_script(CLEAN_STAGED),
+        "figures": client.register_script(FIGURES),
     }

@@ -14,6 +14,7 @@ import heapq
 import itertools
 import traceback
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,9 +29,12 @@ from tenantry.jobs.backends.base import (
     JobRecord,
     PermanentJobError,
     Processor,
+    QueueFigures,
     ScheduleRecord,
     WorkerSettings,
+    age_seconds,
     now_ms,
+    telemetry_of,
 )
 from tenantry.jobs.fairness import UNLIMITED, CompanyLimits, FairSettings, Limits
 
@@ -95,6 +99,8 @@ class _Queue:
     index: dict[str, dict[str, None]] = field(default_factory=dict)
     delayed: dict[str, int] = field(default_factory=dict)  # id -> due (epoch ms)
     paused: bool = False
+    completed_total: int = 0  # jobs finished since the queue began (the figures' totals)
+    failed_total: int = 0
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     schedules: dict[str, _Schedule] = field(default_factory=dict)
     running: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -124,6 +130,10 @@ class _LocalActiveJob:
     @property
     def attempts_made(self) -> int:
         return self._job.attempts_made
+
+    @property
+    def telemetry_metadata(self) -> str | None:
+        return telemetry_of(self._job.options)
 
     async def update_progress(self, progress: int | dict[str, Any]) -> None:
         self._job.progress = progress
@@ -365,6 +375,25 @@ class InProcessBackend(JobBackend):
             counts[job.state] += 1
         return JobCounts(**counts, paused=counts["waiting"] if q.paused else 0)
 
+    async def figures(self, queues: Sequence[str]) -> dict[str, QueueFigures]:
+        return {queue: self._figures(self._q(queue), now_ms()) for queue in queues}
+
+    def _figures(self, q: _Queue, now: int) -> QueueFigures:
+        # `waiting` is in arrival order, so its first job has waited longest (a job a
+        # shutdown put back in front too); due delayed jobs wait for the timer.
+        due = [at for at in q.delayed.values() if at <= now]
+        first = next(iter(q.waiting), None)
+        since = list(due)
+        if first is not None:
+            job = q.jobs[first]
+            since.append(job.created_at + int(job.options.get("delay") or 0))
+        return QueueFigures(
+            waiting=len(q.waiting) + len(due),
+            oldest_waiting_age_seconds=age_seconds(now, min(since, default=None)),
+            completed_total=q.completed_total,
+            failed_total=q.failed_total,
+        )
+
     async def retry(self, queue: str, job_id: str) -> None:
         q = self._q(queue)
         job = q.jobs.get(job_id)
@@ -506,6 +535,7 @@ class InProcessBackend(JobBackend):
         else:
             job.attempts_made += 1
             job.state, job.result, job.finished_at = "completed", result, now_ms()
+            q.completed_total += 1
             self._apply_retention(q, "completed", job.options.get("removeOnComplete"))
         finally:
             q.active[company] -= 1
@@ -526,6 +556,7 @@ class InProcessBackend(JobBackend):
                 self._make_waiting(q, job)
             return
         job.state, job.finished_at = "failed", now_ms()
+        q.failed_total += 1
         self._apply_retention(q, "failed", job.options.get("removeOnFail"))
 
     async def _timer(self) -> None:
