@@ -21,10 +21,17 @@ import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
+import tenantry
 from tenantry import db as database
 from tenantry.app import create_app
 from tenantry.settings import Settings, load_settings
 from tests.redis_lease import leased_redis_db
+
+# tests/test_mutants.py runs tests against a mutated copy of the package: make sure that
+# copy, not the checkout, is what they import.
+_MUTANT_SRC = os.environ.get("TENANTRY_MUTANT_SRC")
+if _MUTANT_SRC and not tenantry.__file__.startswith(_MUTANT_SRC):
+    raise RuntimeError(f"the mutant copy is not imported: {tenantry.__file__}")
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")

@@ -54,8 +54,10 @@ async def test_processes_sharing_redis_share_one_limit(redis: Redis) -> None:
     assert 0 < await redis.pttl("tenantry:auth-failures:203.0.113.7") <= 60_000
 
 
-async def test_failures_leave_the_window(redis: Redis) -> None:
-    limiter = FailedAuthLimiter(2, window_seconds=1, redis=redis)
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "per-process"])
+async def test_failures_leave_the_window(redis: Redis, shared: bool) -> None:
+    """Else one burst of bad keys locks an address out for good."""
+    limiter = FailedAuthLimiter(2, window_seconds=1, redis=redis if shared else None)
     assert sorted(await outcomes([limiter], "198.51.100.1", 3)) == [
         "429 after 1",
         "counted",
@@ -65,6 +67,8 @@ async def test_failures_leave_the_window(redis: Redis) -> None:
     while await outcomes([limiter], "198.51.100.1", 1) != ["counted"]:
         assert time.monotonic() < deadline, "the failures never left the window"
         await asyncio.sleep(0.05)
+    # And the limit holds again: one more failure fills it, the next is refused.
+    assert sorted(await outcomes([limiter], "198.51.100.1", 2)) == ["429 after 1", "counted"]
 
 
 async def test_without_redis_or_while_it_is_down_each_process_counts_its_own() -> None:

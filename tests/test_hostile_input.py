@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from tenantry.app import create_app
 from tests.conftest import ADMIN, bearer
+from tests.raw_asgi import raw_request
 
 MAX_UPLOAD = 4096
 
@@ -201,7 +202,11 @@ async def test_every_hostile_input_is_a_clear_4xx_and_changes_nothing(
     for case in CASES:
         kwargs = dict(case.kwargs)
         headers = {**kwargs.pop("headers", {}), **(acme if case.company else ADMIN)}
-        response = await client.request(case.method, case.url, headers=headers, **kwargs)
+        if kwargs:
+            response = await client.request(case.method, case.url, headers=headers, **kwargs)
+        else:  # sent raw: httpx would remove the dot segments of a traversal first
+            path, _, query = case.url.partition("?")
+            response = await raw_request(app, case.method, path, headers, query)
         answers[case.name] = response.status_code
         assert 400 <= response.status_code < 500, (
             f"{case.name}: {response.status_code} {response.text}"
@@ -213,5 +218,6 @@ async def test_every_hostile_input_is_a_clear_4xx_and_changes_nothing(
     assert answers["executable content type"] == 415
     assert answers["rollout above 100"] == 422
     assert answers["invalid cron"] == 422
+    assert answers["traversal key"] == answers["encoded traversal key"] == 422
     assert answers["bidi override in filename"] == answers["zero-width space in filename"] == 422
     assert await snapshot(app) == before

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from tenantry.app import create_app
@@ -141,6 +142,24 @@ async def test_logout_ends_the_session_in_every_instance(
             assert action.status_code == 303
             assert action.headers["location"].startswith("/admin/login")
     assert (await app.state.services.jobs.queue_stats("email")).is_paused is False
+
+
+async def test_rotating_the_admin_key_ends_every_session(
+    client: AsyncClient, settings: Settings
+) -> None:
+    """A leaked key is rotated to lock its holder out: their dashboard sessions too."""
+    await log_in(client)
+    replay = {"Cookie": f"{COOKIE_NAME}={client.cookies[COOKIE_NAME]}"}
+    client.cookies.clear()
+    for token, status in ((ADMIN_TOKEN, 200), ("rotated-admin-token-0123456789abcdef", 303)):
+        rotated = settings.model_copy(update={"admin_token": SecretStr(token)})
+        restarted = create_app(rotated)  # same database and secret key, maybe a new admin key
+        transport = ASGITransport(app=restarted)
+        async with (
+            LifespanManager(restarted),
+            AsyncClient(transport=transport, base_url=BASE) as http,
+        ):
+            assert (await http.get("/admin", headers=replay)).status_code == status, token
 
 
 async def test_expired_sessions_are_swept_at_login(client: AsyncClient, app: Any) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from httpx import AsyncClient
 
+from tenantry.context import company_scope
 from tenantry.errors import InvalidInput
 from tenantry.jobs import JobContext
 from tenantry.jobs.types.company_data import QUERY_COLUMNS, CompanyData
@@ -110,13 +111,28 @@ async def test_a_usage_report_covers_its_date_range(
     ]
 
 
-async def test_a_query_statistics_export(app: Any, client: AsyncClient) -> None:
+async def test_a_query_statistics_export_has_the_companys_own_figures_only(
+    app: Any, client: AsyncClient
+) -> None:
+    """The expected calls are the statements this test ran, not the product's figures."""
+    engine = app.state.services.db.engine
+    ran = {"acme": ("SELECT 7001 AS acme_only", 3), "globex": ("SELECT 7002 AS globex_only", 5)}
+    async with engine.connect() as conn:
+        for company, (statement, calls) in ran.items():
+            with company_scope(company):
+                for _ in range(calls):
+                    await conn.exec_driver_sql(statement)
+    await app.state.services.queries.flush()
     service = app.state.services.jobs
     job_id = await service.export_data_job("acme", "queries")
     result = await finished(service, "export", job_id)
     rows = await fetch_csv(client, result["url"])
     assert rows[0] == QUERY_COLUMNS
     assert len(rows) - 1 == result["rows"]
+    by_statement = {row[1]: row for row in rows[1:]}
+    calls = QUERY_COLUMNS.index("calls")
+    assert [row[calls] for text, row in by_statement.items() if "acme_only" in text] == ["3"]
+    assert not [text for text in by_statement if "globex_only" in text]  # another company's
 
 
 async def test_a_signed_url_of_another_key_or_tampered_signature_is_refused(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import itertools
 import json
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -56,43 +61,54 @@ def smtp_server() -> Iterator[tuple[int, Inbox]]:
         controller.stop()
 
 
-class Receiver(BaseHTTPRequestHandler):
-    """Answers 503 to the first delivery, then 200; records what it verified."""
+def documented_signature(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature as the notification docs define it, computed here and not by the
+    product's own `sign()`, so a change to the formula fails the tests."""
+    message = timestamp.encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
-    deliveries: list[dict[str, Any]]
+
+class Receiver(BaseHTTPRequestHandler):
+    """Answers with `server.statuses` in turn (then 200); records what it verified."""
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        valid = verify(
-            WEBHOOK_SECRET,
-            self.headers[TIMESTAMP_HEADER],
-            body,
-            self.headers[SIGNATURE_HEADER],
+        expected = documented_signature(WEBHOOK_SECRET, self.headers[TIMESTAMP_HEADER], body)
+        valid = hmac.compare_digest(expected, self.headers[SIGNATURE_HEADER])
+        server: Any = self.server
+        server.deliveries.append(
+            {
+                "valid": valid,
+                "body": json.loads(body),
+                "headers": dict(self.headers),
+                "at": time.monotonic(),
+            }
         )
-        self.server.deliveries.append(  # type: ignore[attr-defined]
-            {"valid": valid, "body": json.loads(body), "headers": dict(self.headers)}
-        )
-        status = 503 if len(self.server.deliveries) == 1 else 200  # type: ignore[attr-defined]
-        if not valid:
-            status = 401
-        self.send_response(status)
+        status = server.statuses.pop(0) if server.statuses else 200
+        self.send_response(status if valid else 401)
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
         pass
 
 
-@pytest.fixture
-def webhook_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    server.deliveries = []  # type: ignore[attr-defined]
+@contextmanager
+def receiver(statuses: list[int]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    server.deliveries, server.statuses = [], list(statuses)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/hooks", server.deliveries  # type: ignore[attr-defined]
+        yield f"http://127.0.0.1:{server.server_port}/hooks", server.deliveries
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def webhook_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    with receiver([503]) as server:
+        yield server
 
 
 @pytest.fixture
@@ -184,12 +200,30 @@ async def test_a_webhook_is_signed_and_retried_until_accepted(
     assert {d["headers"]["X-Tenantry-Delivery"] for d in deliveries} == {f"notification:{job_id}"}
 
 
+@pytest.mark.parametrize("refusals", [[408], [429], [429, 408]])
+async def test_a_webhook_answered_408_or_429_is_retried_with_backoff(
+    jobs_app: tuple[Any, AsyncClient], refusals: list[int]
+) -> None:
+    """Timeouts and rate limits are the receiver's "not now": retried, after the backoff."""
+    app, _ = jobs_app
+    service = app.state.services.jobs
+    with receiver(refusals) as (url, deliveries):
+        job_id = await service.send_notification_job("acme", url, "invoice.paid")
+        status = await completed(service, "notification", job_id)
+    assert status.job.attempts_made == len(refusals) + 1
+    assert [d["valid"] for d in deliveries] == [True] * (len(refusals) + 1)
+    backoff = app.state.services.settings.job_backoff_ms / 1000
+    gaps = [later["at"] - earlier["at"] for earlier, later in itertools.pairwise(deliveries)]
+    assert all(gap >= backoff * 0.9 for gap in gaps), gaps
+
+
 async def test_a_tampered_webhook_fails_verification(
     webhook_server: tuple[str, list[dict[str, Any]]],
 ) -> None:
     from tenantry.jobs.types.notification import sign
 
     signature = sign(WEBHOOK_SECRET, "1700000000", b'{"a":1}')
+    assert signature == documented_signature(WEBHOOK_SECRET, "1700000000", b'{"a":1}')
     assert verify(WEBHOOK_SECRET, "1700000000", b'{"a":1}', signature)
     assert not verify(WEBHOOK_SECRET, "1700000000", b'{"a":2}', signature)
     assert not verify("other-secret", "1700000000", b'{"a":1}', signature)

@@ -4,11 +4,15 @@ shipped in tenantry.testing.jobs and run in test_contract.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tenantry.errors import InvalidInput, NotFound, PayloadTooLarge
-from tenantry.jobs import JobContext
+from tenantry.jobs import BullMQBackend, InProcessBackend, JobContext
+from tenantry.jobs.queues import QUEUE_NAMES
 from tenantry.testing.jobs import JobHarness
+from tests.jobs.conftest import eventually, job_settings
 
 
 @pytest.mark.parametrize("pattern", ["not a cron", "61 * * * *", "* * * *", "0 0 30 2 *"])
@@ -86,3 +90,37 @@ async def test_a_job_without_a_handler_fails_with_a_clear_reason(jobs: JobHarnes
     job = (await jobs.service.get_job_status("ai-processing", job_id)).job
     assert job.failed_reason == "no handler for job 'summarise' on queue 'ai-processing'"
     assert job.attempts_made == 1
+
+
+@pytest.mark.parametrize("engine", ["bullmq", "in-process"])
+async def test_finished_jobs_are_trimmed_to_the_retention_settings(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """JOB_KEEP_COMPLETED / JOB_KEEP_FAILED bound what finished jobs cost in Redis."""
+    backend: BullMQBackend | InProcessBackend
+    if engine == "bullmq":
+        backend = BullMQBackend(request.getfixturevalue("redis_url"), "test", QUEUE_NAMES)
+    else:
+        backend = InProcessBackend(QUEUE_NAMES)
+    jobs = JobHarness(backend, job_settings(tmp_path, job_keep_completed=2, job_keep_failed=1))
+
+    ran: list[str] = []
+
+    @jobs.handler("report")
+    async def handle(job: JobContext) -> None:
+        ran.append(job.id)
+        if job.data["fail"]:
+            raise RuntimeError("planned")
+
+    try:
+        await jobs.service.start_workers(["report"])
+        for n in range(8):
+            await jobs.service.add("report", "r", {"fail": n % 2 == 1}, "acme")
+        stats = await eventually(
+            lambda: jobs.service.queue_stats("report"),
+            lambda s: len(ran) == 8 and s.waiting == 0 and s.active == 0,
+        )
+        assert (stats.completed, stats.failed) == (2, 1)
+    finally:
+        await jobs.service.stop_workers(5)
+        await jobs.service.close()

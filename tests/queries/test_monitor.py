@@ -11,7 +11,7 @@ from sqlalchemy import Integer, String, bindparam, column, create_engine, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry.context import company_scope
-from tenantry.queries.monitor import NO_COMPANY, QueryMonitor, merge_series
+from tenantry.queries.monitor import NO_COMPANY, QueryMonitor, Series, merge_series
 from tenantry.queries.shapes import shape_of, tokenize_normalize
 from tenantry.queries.sketch import MAX_INDEX, MIN_INDEX, LatencySketch
 
@@ -268,7 +268,26 @@ def test_sketch_quantiles_within_one_percent_and_bounded() -> None:
 
 
 def test_merge_series_adds() -> None:
+    """A process's figures merged with Redis's: each field summed, never the last one kept."""
     assert merge_series() == {}
+
+    def series(calls: int, seconds: float, rows: int, slow: int) -> Series:
+        made = Series(calls=calls, total=calls * seconds, rows=rows, slow=slow)
+        for _ in range(calls):
+            made.sketch.add(seconds)
+        return made
+
+    key, other = ("shape", "acme"), ("shape", "globex")
+    merged = merge_series(
+        [(key, series(3, 0.010, 30, 1))],
+        [(key, series(2, 0.100, 4, 2)), (other, series(1, 1, 1, 0))],
+    )
+    acme = merged[key]
+    assert (acme.calls, acme.rows, acme.slow) == (5, 34, 3)
+    assert acme.total == pytest.approx(0.230)
+    assert acme.sketch.count == 5
+    assert acme.sketch.quantile(0.99) == pytest.approx(0.100, rel=0.02)
+    assert merged[other].calls == 1
 
 
 def test_memory_stays_bounded_under_many_shapes() -> None:
