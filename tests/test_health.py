@@ -106,7 +106,6 @@ async def test_unknown_route_uses_the_error_shape(client: AsyncClient) -> None:
 
 async def test_a_stuck_dependency_cannot_hang_the_shutdown() -> None:
     import asyncio
-    import time
     from contextlib import AsyncExitStack
 
     from tenantry.app import close_within
@@ -115,7 +114,5 @@ async def test_a_stuck_dependency_cannot_hang_the_shutdown() -> None:
     stack = AsyncExitStack()
     stack.push_async_callback(lambda: asyncio.sleep(3600))  # never finishes
     stack.push_async_callback(lambda: asyncio.sleep(0, closed.append("quick")))
-    started = time.monotonic()
-    await close_within(stack, 0.2)
-    assert time.monotonic() - started < 2
+    await asyncio.wait_for(close_within(stack, 0.2), timeout=30)  # not the hour-long close
     assert closed == ["quick"]  # what could close, closed

@@ -28,12 +28,14 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     retry_after_missing: int = 0
+    codes: list[str | None] = field(default_factory=list)  # each answer's error code, in order
 
     def send(self, client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
         started = time.perf_counter()
         response = client.request(method, url, **kwargs)
         self.latencies.append(time.perf_counter() - started)
         self.statuses[response.status_code] += 1
+        self.codes.append(_error_code(response))
         if response.status_code == 503 and "retry-after" not in response.headers:
             self.retry_after_missing += 1
         return response
@@ -64,3 +66,13 @@ def record(scenario: str, figures: dict[str, Any]) -> None:
     existing[scenario] = figures
     FIGURES.parent.mkdir(parents=True, exist_ok=True)
     FIGURES.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    if response.is_success or "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,9 +65,14 @@ def test_postgres_restart_fails_fast_and_recovers(
             outage.send(http, "GET", route, headers=acme)
         assert set(outage.statuses) == {503}, outage.statuses
         assert outage.retry_after_missing == 0
-        assert max(outage.latencies) < 3.0  # bounded by the call timeout, never a hang
-        fast = sum(1 for latency in outage.latencies if latency < 0.05)
-        assert fast >= outage.sent * 0.9  # once open, the circuit answers at once
+        # Never a hang (the client's 10 s timeout would raise); once open, the circuit
+        # answers nearly every request itself, without trying the database (the rest
+        # are its half-open trials, each reopening it).
+        opened = outage.codes.index("CIRCUIT_OPEN")
+        after = Counter(outage.codes[opened:])
+        assert set(after) <= {"CIRCUIT_OPEN", "SERVICE_UNAVAILABLE"}, after
+        assert after["CIRCUIT_OPEN"] >= 0.9 * sum(after.values()), after
+        assert outage.sent - opened >= outage.sent * 0.5, after
 
         postgres.start()
         restarted = time.monotonic()

@@ -143,7 +143,12 @@ async def test_a_rate_limited_company_waits_and_is_never_failed(
         await service.add("report", "r", {}, "acme")
     other = await service.add("report", "r", {}, "globex")
     await jobs.wait_state("report", other, "completed")  # others are not held back
-    await asyncio.sleep(1.0)
+    await eventually(
+        lambda: service.queue_stats("report", company_id="acme"), lambda s: s.completed == 3
+    )
+    # Another company's job runs after: the worker had its chance at acme's two more.
+    later = await service.add("report", "r", {}, "globex")
+    await jobs.wait_state("report", later, "completed")
     stats = await service.queue_stats("report", company_id="acme")
     assert (stats.completed, stats.waiting, stats.failed) == (3, 2, 0)
     # A raised limit applies at once: the held jobs run.

