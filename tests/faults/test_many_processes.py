@@ -58,7 +58,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVERS, WORKERS = 3, 2
 QUEUE = "ai-processing"
 AUTH_FAILURES = 10  # TENANTRY_AUTH_FAILURES_PER_MINUTE of every process
-PROPAGATION_BOUND = 1.0  # seconds
+# Seconds: the issue's "seen by every process within 1 s", as the polls' deadline.
+PROPAGATION_BOUND = 1.0
 
 
 @dataclass
@@ -284,9 +285,10 @@ async def a_flag_change_through_one_process_is_seen_by_all_within_a_second(
         )
         assert changed.status_code == 200, changed.text
         answered = time.monotonic()
-        delays += await seen_everywhere(http, system, check, _enabled(action == "enable"), answered)
+        delays += await seen_everywhere(
+            http, system, check, _enabled(action == "enable"), answered, PROPAGATION_BOUND
+        )
     record("many-processes-flags", {"changes": 3, "processes": SERVERS, **_spread(delays)})
-    assert max(delays) <= PROPAGATION_BOUND, delays
 
 
 async def a_circuit_forced_open_through_one_process_is_open_in_all(
@@ -297,14 +299,14 @@ async def a_circuit_forced_open_through_one_process_is_open_in_all(
     assert opened.status_code == 200, opened.text
     answered = time.monotonic()
     delays = await seen_everywhere(
-        http, system, path, lambda b: b["state"] == "forced_open", answered
+        http, system, path, lambda b: b["state"] == "forced_open", answered, PROPAGATION_BOUND
     )
     reset = await http.post(f"{system.url(2)}{path}/reset", headers=ADMIN)
     assert reset.status_code == 200
     answered = time.monotonic()
-    delays += await seen_everywhere(http, system, path, lambda b: b["state"] == "closed", answered)
+    closed = lambda b: b["state"] == "closed"  # noqa: E731
+    delays += await seen_everywhere(http, system, path, closed, answered, PROPAGATION_BOUND)
     record("many-processes-circuits", {"changes": 2, "processes": SERVERS, **_spread(delays)})
-    assert max(delays) <= PROPAGATION_BOUND, delays
 
 
 def _enabled(on: bool) -> Callable[[dict[str, Any]], bool]:
