@@ -18,8 +18,8 @@ log "Services"
 scripts/services.sh
 
 log "ruff"
-"$VENV/bin/ruff" check src tests benchmarks
-"$VENV/bin/ruff" format --check src tests benchmarks
+"$VENV/bin/ruff" check src tests benchmarks docs/hooks examples
+"$VENV/bin/ruff" format --check src tests benchmarks docs/hooks examples
 
 log "mypy"
 "$VENV/bin/mypy"

@@ -33,6 +33,9 @@ from tenantry.wiring import build_services, tracing
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from starlette.types import Lifespan
+
+    from tenantry.tracing.tracer import Tracing
 
 log = logging.getLogger("tenantry")
 
@@ -51,10 +54,23 @@ def create_app(
     demo: bool = False,
     tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
-    """The service. With `demo`, the first start fills it with demo data (tenantry.demo).
-    Traced when the OTEL_* variables say so, or on `tracer_provider` (docs/tracing.md)."""
+    """The service `tenantry serve` runs: the management API, health, metrics, dashboard.
+
+    Its lifespan builds every service from `settings` and closes them on shutdown. To
+    add Tenantry to an application of your own instead, use `Tenantry`.
+
+    Args:
+        settings: The configuration; by default read from the environment.
+        demo: Fill the first start with demo data (`tenantry serve --demo`).
+        tracer_provider: Trace on this OpenTelemetry provider; by default tracing is
+            on when the `OTEL_*` variables say so.
+
+    Returns:
+        The FastAPI application.
+    """
     settings = settings or load_settings()
     tracer = tracing(settings, tracer_provider)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +85,18 @@ def create_app(
         finally:
             await close_within(stack, settings.shutdown_timeout_seconds)
 
+    return management_app(settings, metrics, tracer, lifespan=lifespan)
+
+
+def management_app(
+    settings: Settings,
+    metrics: Metrics,
+    tracer: Tracing | None = None,
+    lifespan: Lifespan[FastAPI] | None = None,
+) -> FastAPI:
+    """The management API and the dashboard, with their middlewares: `tenantry serve`'s
+    app (with the lifespan that runs the wiring), or what an embedding mounts (without:
+    the embedding runs the wiring and sets `state.services`)."""
     app = FastAPI(
         title="Tenantry",
         version=__version__,
@@ -77,7 +105,6 @@ def create_app(
     )
     install_error_handlers(app)
     install_openapi(app)
-    metrics = Metrics()
     # Inside the metrics middleware, so refused bodies are counted too.
     app.add_middleware(
         RequestLimits,

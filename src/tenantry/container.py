@@ -26,6 +26,9 @@ from tenantry.tenants.service import TenantService
 
 @dataclass(frozen=True, slots=True)
 class Services:
+    """The running services of one Tenantry, built by the wiring: `storage`, `jobs`,
+    `queries`, `resilience`, `tenants`, and what the HTTP edge needs besides."""
+
     settings: Settings
     db: Database
     redis: AnyRedis | None

@@ -93,9 +93,13 @@ async def ensure_company(session: AsyncSession, company_id: str) -> None:
 class Database:
     """One engine and its session factory, shared by every service of the app."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(
+        self, url: str, *, engine: AsyncEngine | None = None, **engine_kwargs: Any
+    ) -> None:
+        """On `engine` when given (an embedding application's, which it disposes of
+        itself), else on an engine of its own for `url`."""
         self.url = url
-        self.engine = create_engine(url, **engine_kwargs)
+        self.engine = engine if engine is not None else create_engine(url, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

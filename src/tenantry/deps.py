@@ -34,6 +34,9 @@ bearer_scheme = HTTPBearer(auto_error=False, description="The admin key or a com
 # authenticates a request with a body before reading it, and a second dependency that
 # needs the caller (a feature gate beside PrincipalDep) reuses it.
 AUTHENTICATED = "tenantry.principal"
+# Where an embedding's admin check (`Tenantry.mount(app, admin=...)`) leaves its answer
+# for the request, True or False; absent under `tenantry serve`. The dashboard reads it.
+APP_ADMIN = "tenantry.app_admin"
 
 
 async def get_services(request: Request) -> Services:

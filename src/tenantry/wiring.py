@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry import db as database
 from tenantry import redis_clients
@@ -90,12 +91,18 @@ async def build_services(
     stack: AsyncExitStack,
     metrics: Metrics | None = None,
     tracer: Tracing | None = None,
+    *,
+    engine: AsyncEngine | None = None,
+    handlers: HandlerRegistry | None = None,
 ) -> Services:
+    """Every service, started; `stack` stops them. An embedding application may give its
+    own `engine` (Tenantry's tables live there; the application disposes of it) and its
+    own job `handlers` (added last, so they win)."""
     metrics = metrics or Metrics()
     tracer = tracer or tracing(settings)
     if tracer is not None:
         stack.push_async_callback(tracer.close)  # first in, so last out: every span sent
-    db = await _database(settings, stack)
+    db = await _database(settings, stack, engine)
     redis = _redis(settings, stack)
     breakers = BreakerRegistry(metrics.registry, breaker_overrides(settings.circuit_breakers))
     admin_token = secret(settings, settings.admin_token, "admin-token", "admin key")
@@ -124,6 +131,8 @@ async def build_services(
     if tracer is not None:
         _trace(tracer, queries, flags, storage, jobs)
     _register_handlers(jobs, settings, storage, queries, secret_key)
+    if handlers is not None:
+        jobs.registry.update(handlers)
     await _start_jobs(jobs, settings, stack)
     _scrape_figures(metrics, settings, queries, rollouts, tenants, jobs)
     health = HealthChecks()
@@ -210,16 +219,29 @@ def flag_store_stack(
 # --- one capability at a time ---------------------------------------------------------
 
 
-async def _database(settings: Settings, stack: AsyncExitStack) -> database.Database:
-    url = settings.effective_database_url
+async def _database(
+    settings: Settings, stack: AsyncExitStack, engine: AsyncEngine | None = None
+) -> database.Database:
+    url = settings.effective_database_url if engine is None else engine_url(engine)
     if settings.auto_migrate:
         await asyncio.to_thread(database.upgrade, url)
         await asyncio.to_thread(
             ensure_explain_role, url, settings.explain_role, settings.explain_schema_list
         )
+    if engine is not None:
+        return database.Database(url, engine=engine)  # the application disposes of it
     db = database.Database(url)
     stack.push_async_callback(db.dispose)
     return db
+
+
+def engine_url(engine: AsyncEngine) -> str:
+    """The URL of an application's engine, password included, for the migrations and
+    Tenantry's own short-lived engines; asyncpg has no synchronous side, psycopg has."""
+    url = engine.url
+    if url.drivername == "postgresql+asyncpg":
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
 
 
 def _redis(settings: Settings, stack: AsyncExitStack) -> AnyRedis | None:

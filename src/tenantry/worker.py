@@ -25,10 +25,14 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from multiprocessing import connection
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from tenantry import db as database
 from tenantry.jobs.queues import QUEUE_NAMES
 from tenantry.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tenantry.jobs.service import JobService
 
 log = logging.getLogger("tenantry.jobs")
 
@@ -65,21 +69,38 @@ async def run_worker(settings: Settings, queues: list[str]) -> None:
 
     configure_logging(settings.log_level, settings.log_format)
 
+    stop = stop_on_signals()
+    settings = worker_settings(settings)
+    async with AsyncExitStack() as stack:
+        services = await build_services(settings, stack)
+        await work(services.jobs, settings, queues, stop)
+    print("tenantry worker stopped", flush=True)
+
+
+def worker_settings(settings: Settings) -> Settings:
+    # The API's own in-app workers stay off here: this process is the worker.
+    return settings.model_copy(update={"job_workers_in_app": False})
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGTERM and SIGINT set, from now on (so one during start-up counts)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    # The API's own in-app workers stay off here: this process is the worker.
-    settings = settings.model_copy(update={"job_workers_in_app": False})
-    async with AsyncExitStack() as stack:
-        services = await build_services(settings, stack)
-        await services.jobs.start_workers(queues)
-        log.info("worker processing %s", ", ".join(queues))
-        print(f"tenantry worker ready: {', '.join(queues)}", flush=True)
-        await stop.wait()
-        print("tenantry worker stopping: finishing active jobs", flush=True)
-        await services.jobs.stop_workers(settings.job_shutdown_timeout_seconds)
-    print("tenantry worker stopped", flush=True)
+    return stop
+
+
+async def work(
+    jobs: JobService, settings: Settings, queues: list[str], stop: asyncio.Event
+) -> None:
+    """Process `queues` until `stop`, then let the active jobs finish (within the bound)."""
+    await jobs.start_workers(queues)
+    log.info("worker processing %s", ", ".join(queues))
+    print(f"tenantry worker ready: {', '.join(queues)}", flush=True)
+    await stop.wait()
+    print("tenantry worker stopping: finishing active jobs", flush=True)
+    await jobs.stop_workers(settings.job_shutdown_timeout_seconds)
 
 
 def _child(queues: list[str]) -> None:

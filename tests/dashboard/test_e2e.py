@@ -2,7 +2,7 @@
 
 The service runs for real in a subprocess (PostgreSQL, Redis, local storage).
 Each page is screenshotted; with TENANTRY_UPDATE_SCREENSHOTS=1 the screenshots
-are written to docs/screenshots/ (what the README shows), otherwise to a
+are written to docs/screenshots/ (what docs/concepts/dashboard.md shows), otherwise to a
 temporary folder.
 """
 

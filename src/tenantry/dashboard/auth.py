@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from fastapi import Depends, Request
 
-from tenantry.deps import ServicesDep
+from tenantry.deps import APP_ADMIN, ServicesDep, route_path
 from tenantry.errors import Forbidden
 from tenantry.sessions import COOKIE_NAME, DashboardSession, DashboardSessions
 
@@ -27,10 +27,22 @@ async def dashboard_sessions(services: ServicesDep) -> DashboardSessions:
 SessionsDep = Annotated[DashboardSessions, Depends(dashboard_sessions)]
 
 
+def app_admin(request: Request) -> bool | None:
+    """The embedding application's admin check for this request (`Tenantry.mount(app,
+    admin=...)`): True or False; None when there is none (`tenantry serve`)."""
+    answer = request.scope.get("state", {}).get(APP_ADMIN)
+    return answer if isinstance(answer, bool) else None
+
+
 async def current_session(request: Request, sessions: SessionsDep) -> DashboardSession:
+    if app_admin(request) is False:
+        # Behind the application's admin check, a session is no pass by itself: one
+        # outliving the application's own (its user logged out, or is no admin any more).
+        raise Forbidden("the application's admin check refused this request")
     session = await sessions.read(request.cookies.get(COOKIE_NAME))
     if session is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        path = route_path(request.scope)
+        target = path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(f"/admin/login?next={quote(target, safe='')}")
     return session
 

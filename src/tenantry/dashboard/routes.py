@@ -21,12 +21,12 @@ from tenantry.dashboard import (
     stale,
     storage,
 )
-from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionsDep
+from tenantry.dashboard.auth import ActionDep, LoginRequired, SessionsDep, app_admin
 from tenantry.dashboard.headers import DashboardHeaders
 from tenantry.dashboard.history import History
 from tenantry.dashboard.views import HERE, render
-from tenantry.deps import ServicesDep
-from tenantry.errors import TenantryError, Unauthorized
+from tenantry.deps import ServicesDep, route_path
+from tenantry.errors import Forbidden, TenantryError, Unauthorized
 from tenantry.http_errors import error_response
 from tenantry.sessions import (
     COOKIE_NAME,
@@ -49,7 +49,12 @@ def _safe_next(target: str | None) -> str:
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+async def login_page(request: Request, sessions: SessionsDep, next: str | None = None) -> Response:
+    admin = app_admin(request)
+    if admin is not None:  # behind the embedding application's admin check: no key asked
+        if not admin:
+            raise Forbidden("the application's admin check refused this request")
+        return await _signed_in(request, sessions, _safe_next(next))
     return render(request, "login.html", None, next=_safe_next(next))
 
 
@@ -61,6 +66,8 @@ async def login(
     key: Annotated[str, Form(max_length=512)],
     next: Annotated[str, Form(max_length=2048)] = "/admin",
 ) -> Response:
+    if app_admin(request) is not None:  # the application's check decides, not a key
+        return await login_page(request, sessions, next)
     try:
         principal = await services.keys.authenticate(key.strip())
     except Unauthorized:
@@ -76,8 +83,13 @@ async def login(
             error="That is not the admin key.",
             status_code=401,
         )
+    return await _signed_in(request, sessions, _safe_next(next))
+
+
+async def _signed_in(request: Request, sessions: DashboardSessions, target: str) -> Response:
+    """A new session's cookie (scoped to the dashboard's path), and the way on to `target`."""
     cookie, _ = await sessions.issue()
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE_NAME,
         cookie,
@@ -85,16 +97,21 @@ async def login(
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-        path="/admin",
+        path=_cookie_path(request),
     )
     return response
 
 
+def _cookie_path(request: Request) -> str:
+    root: str = request.scope.get("root_path", "")
+    return root + "/admin"
+
+
 @router.post("/logout")
-async def logout(session: ActionDep, sessions: SessionsDep) -> Response:
+async def logout(request: Request, session: ActionDep, sessions: SessionsDep) -> Response:
     await sessions.revoke(session)  # the cookie, if replayed, is refused from now on
     response = RedirectResponse("/admin/login", status_code=303)
-    response.delete_cookie(COOKIE_NAME, path="/admin")
+    response.delete_cookie(COOKIE_NAME, path=_cookie_path(request))
     return response
 
 
@@ -121,7 +138,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TenantryError)
     async def _error(request: Request, exc: TenantryError) -> Response:
         """Dashboard pages answer errors with a page; the API keeps its JSON shape."""
-        if not request.url.path.startswith("/admin") or request.method != "GET":
+        if not route_path(request.scope).startswith("/admin") or request.method != "GET":
             return error_response(exc)
         session = await _session_or_none(request)
         return render(

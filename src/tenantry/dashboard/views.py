@@ -39,6 +39,7 @@ def render(
 ) -> HTMLResponse:
     """Render a page, or only its live block for the every-few-seconds htmx refresh."""
     context.update(
+        root=request.scope.get("root_path", ""),  # a mount's prefix; every link starts so
         nav=NAV,
         page=page,
         csrf=session.csrf if session else "",

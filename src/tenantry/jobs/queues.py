@@ -21,6 +21,7 @@ NOTIFICATION: Final = "notification"
 CLEANUP: Final = "cleanup"
 
 QUEUE_NAMES: Final[tuple[str, ...]] = (EMAIL, REPORT, AI_PROCESSING, EXPORT, NOTIFICATION, CLEANUP)
+"""The six queues, in the order they are listed everywhere."""
 
 # Job states as BullMQ names them ("waiting" covers BullMQ's prioritized list too).
 STATES: Final[tuple[str, ...]] = ("waiting", "active", "completed", "failed", "delayed", "paused")
@@ -51,6 +52,8 @@ SYSTEM_COMPANY: Final = "_system"
 
 @dataclass(frozen=True, slots=True)
 class QueueDefinition:
+    """One queue and the options its jobs get (concurrency, attempts, backoff, retention)."""
+
     name: str
     concurrency: int
     attempts: int

@@ -73,6 +73,8 @@ class JobContext:
 
 
 class HandlerRegistry:
+    """Job handlers by queue and job name (`"*"`: any name of the queue)."""
+
     def __init__(self) -> None:
         self._handlers: dict[tuple[str, str], Handler] = {}
 

@@ -116,6 +116,12 @@ def outage_is_503(
 
 
 class JobService:
+    """The job queues: enqueue, inspect, retry, schedule, and run the workers.
+
+    Runs the handlers of the `HandlerRegistry` it is given, on the `JobBackend` it is
+    given (BullMQ on Redis, or in-process); per-company limits come from `limits`.
+    """
+
     def __init__(
         self,
         settings: Settings,

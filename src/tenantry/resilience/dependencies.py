@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantry.auth import Principal
-from tenantry.deps import AUTHENTICATED, get_principal
+from tenantry.deps import APP_ADMIN, AUTHENTICATED, get_principal, route_path
 from tenantry.errors import Forbidden, error_body
 from tenantry.resilience.breaker import _MISSING, Breaker, CircuitOpenError, State
 from tenantry.resilience.context import EvaluationContext
@@ -29,6 +29,10 @@ SESSION_HEADER = "X-Session-Id"
 MAX_HEADER_ID = 256  # longer ids are not ids: they are left out of the context
 TargetSpec = Literal["company", "user"] | Callable[[Request], str | None] | None
 ContextSpec = Callable[[Request], Mapping[str, str] | Awaitable[Mapping[str, str]]] | None
+# Where a dependency finds the running services, and the company of a request (an
+# embedding's resolver; `_MISSING`: the company of the request's Tenantry key).
+ServicesOf = Callable[[Request], Any]
+CompanyOf = Callable[[Request], Awaitable[object]]
 
 
 class FeatureDisabled(Forbidden):
@@ -40,24 +44,36 @@ def _header_id(request: Request, name: str) -> str | None:
     return value if value and len(value) <= MAX_HEADER_ID else None
 
 
-async def request_context(request: Request, extra: ContextSpec = None) -> EvaluationContext:
+async def request_context(
+    request: Request,
+    extra: ContextSpec = None,
+    *,
+    services: Any = None,
+    company: str | object | None = _MISSING,
+) -> EvaluationContext:
     """The evaluation context of a request: the authenticated company and its plan (as
     property `plan`), X-User-Id, X-Session-Id, the client's address (uvicorn applies the
     forwarded-header trust rule: FORWARDED_ALLOW_IPS), the configured environment and app
-    name, and whatever `extra(request)` adds as properties."""
-    services = request.app.state.services
-    principal = request.scope.get("state", {}).get(AUTHENTICATED)
-    company = principal.company_id if isinstance(principal, Principal) else None
+    name, and whatever `extra(request)` adds as properties.
+
+    An embedding passes its own `services` and the `company` its resolver found;
+    by default they are the app's and the company of the request's Tenantry key."""
+    if services is None:
+        services = request.app.state.services
+    if company is _MISSING:
+        principal = request.scope.get("state", {}).get(AUTHENTICATED)
+        company = principal.company_id if isinstance(principal, Principal) else None
+    company_id = company if isinstance(company, str) else None
     properties: dict[str, str] = {}
-    if company is not None:
-        properties["plan"] = await services.tenants.plan_of(company)
+    if company_id is not None:
+        properties["plan"] = await services.tenants.plan_of(company_id)
     if extra is not None:
         added = extra(request)
         properties.update(await added if isinstance(added, Awaitable) else added)
     settings = services.settings
     return EvaluationContext(
         user_id=_header_id(request, USER_HEADER),
-        company_id=company,
+        company_id=company_id,
         session_id=_header_id(request, SESSION_HEADER),
         remote_address=request.client.host if request.client else None,
         environment=settings.flags_environment,
@@ -74,23 +90,7 @@ def feature_gate(key: str, target: TargetSpec = None, context: ContextSpec = Non
     or a function of the request returning the id. A flag with strategies decides on the
     whole `request_context` (with `context(request)`'s properties added).
     """
-
-    async def context_for(request: Request, flag_key: str) -> EvaluationContext | None:
-        """Only a flag with strategies or parents looks at more than the target id."""
-        compiled = request.app.state.services.resilience.flags.snapshot.flags.get(flag_key)
-        if compiled is None or (compiled.flag.simple and not compiled.flag.dependencies):
-            return None
-        return await request_context(request, context)
-
-    async def decide(request: Request, target_id: str | None) -> None:
-        flags = request.app.state.services.resilience.flags
-        evaluation = flags.evaluate(key, target_id, await context_for(request, key))
-        if not evaluation.enabled:
-            raise FeatureDisabled(
-                f"the feature {key!r} is not enabled"
-                + (f" for {target_id!r}" if target_id else ""),
-                details={"feature": key, "reason": evaluation.reason.value},
-            )
+    decide = flag_decider(key, context, app_services)
 
     if target == "company":
 
@@ -101,6 +101,57 @@ def feature_gate(key: str, target: TargetSpec = None, context: ContextSpec = Non
 
         return Depends(company_gate)
 
+    resolve = target_resolver(target)
+
+    async def gate(request: Request) -> None:
+        await decide(request, resolve(request))
+
+    return Depends(gate)
+
+
+def app_services(request: Request) -> Any:
+    """The services of the app serving the request (`tenantry serve`'s)."""
+    return request.app.state.services
+
+
+async def _key_company(request: Request) -> object:
+    return _MISSING  # request_context's default: the company of the request's key
+
+
+def flag_decider(
+    key: str,
+    context: ContextSpec,
+    services_of: ServicesOf,
+    company_of: CompanyOf = _key_company,
+) -> Callable[[Request, str | None], Awaitable[None]]:
+    """`decide(request, target_id)`: raises FeatureDisabled unless `key` is on for the
+    target, on the services `services_of(request)` names (an embedding's or the app's)."""
+
+    async def context_for(request: Request, services: Any) -> EvaluationContext | None:
+        """Only a flag with strategies or parents looks at more than the target id."""
+        compiled = services.resilience.flags.snapshot.flags.get(key)
+        if compiled is None or (compiled.flag.simple and not compiled.flag.dependencies):
+            return None
+        company = await company_of(request)
+        return await request_context(request, context, services=services, company=company)
+
+    async def decide(request: Request, target_id: str | None) -> None:
+        services = services_of(request)
+        flags = services.resilience.flags
+        evaluation = flags.evaluate(key, target_id, await context_for(request, services))
+        if not evaluation.enabled:
+            raise FeatureDisabled(
+                f"the feature {key!r} is not enabled"
+                + (f" for {target_id!r}" if target_id else ""),
+                details={"feature": key, "reason": evaluation.reason.value},
+            )
+
+    return decide
+
+
+def target_resolver(target: TargetSpec) -> Callable[[Request], str | None]:
+    """The id a feature gate buckets by, for every target but "company"."""
+
     def resolve(request: Request) -> str | None:
         if target is None:
             return None
@@ -110,10 +161,7 @@ def feature_gate(key: str, target: TargetSpec = None, context: ContextSpec = Non
             return target(request)
         raise ValueError(f"unknown feature_gate target {target!r}")
 
-    async def gate(request: Request) -> None:
-        await decide(request, resolve(request))
-
-    return Depends(gate)
+    return resolve
 
 
 class CircuitFallback(Exception):
@@ -127,9 +175,16 @@ class CircuitFallback(Exception):
 
 def circuit(name: str, *, fallback: Any = _MISSING, fallback_status: int = 200) -> Any:
     """A dependency giving the route its breaker; when open, the fallback or 503 + Retry-After."""
+    return Depends(circuit_dependency(name, fallback, fallback_status, app_services))
+
+
+def circuit_dependency(
+    name: str, fallback: Any, fallback_status: int, services_of: ServicesOf
+) -> Callable[[Request], Awaitable[Breaker]]:
+    """`circuit`'s dependency itself, on the services `services_of(request)` names."""
 
     async def dependency(request: Request) -> Breaker:
-        breaker: Breaker = request.app.state.services.resilience.breakers.get(name)
+        breaker: Breaker = services_of(request).resilience.breakers.get(name)
         state = breaker.state
         refused = state is State.FORCED_OPEN or (state is State.OPEN and breaker.retry_after > 0)
         if refused:
@@ -140,7 +195,7 @@ def circuit(name: str, *, fallback: Any = _MISSING, fallback_status: int = 200) 
             raise CircuitOpenError(name, state, breaker.retry_after)
         return breaker
 
-    return Depends(dependency)
+    return dependency
 
 
 class MaintenanceMiddleware:
@@ -158,7 +213,7 @@ class MaintenanceMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
+        path = route_path(scope) if scope["type"] == "http" else ""
         if scope["type"] != "http" or path in self.EXEMPT or path.startswith(self.ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
@@ -166,7 +221,8 @@ class MaintenanceMiddleware:
         if services is None or not services.resilience.flags.is_enabled(MAINTENANCE_FLAG):
             await self.app(scope, receive, send)
             return
-        if _bearer(scope) is not None and services.keys.is_admin_token(_bearer(scope)):
+        admin_key = _bearer(scope) is not None and services.keys.is_admin_token(_bearer(scope))
+        if admin_key or scope.get("state", {}).get(APP_ADMIN) is True:  # an embedding's admin
             await self.app(scope, receive, send)
             return
         response = JSONResponse(
@@ -185,15 +241,18 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def install_handlers(app: FastAPI) -> None:
-    @app.exception_handler(CircuitFallback)
-    async def _fallback(_: Request, exc: CircuitFallback) -> JSONResponse:
-        return JSONResponse(
-            jsonable_encoder(exc.value),
-            status_code=exc.status_code,
-            headers={"X-Circuit-Fallback": "true"},
-        )
+async def fallback_response(_: Request, exc: Exception) -> JSONResponse:
+    """The answer to a `CircuitFallback`: its value, marked as a fallback."""
+    assert isinstance(exc, CircuitFallback)
+    return JSONResponse(
+        jsonable_encoder(exc.value),
+        status_code=exc.status_code,
+        headers={"X-Circuit-Fallback": "true"},
+    )
 
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CircuitFallback, fallback_response)
     app.add_middleware(MaintenanceMiddleware)
 
 

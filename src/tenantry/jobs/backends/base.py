@@ -50,6 +50,8 @@ class JobRecord:
 
 @dataclass(slots=True)
 class ScheduleRecord:
+    """A recurring job: its cron pattern or interval, its data, and its next run."""
+
     id: str
     queue: str
     name: str

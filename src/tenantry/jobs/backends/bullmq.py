@@ -169,6 +169,8 @@ def _figures(now: int, answer: list[Any]) -> QueueFigures:
 
 
 class BullMQBackend(JobBackend):
+    """The queues as BullMQ queues on Redis: the same keys and scripts as Node BullMQ."""
+
     kind = "bullmq"
     durable = True
 

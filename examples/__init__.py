@@ -1,0 +1,1 @@
+"""Applications that embed Tenantry, each run by tests/test_examples.py."""

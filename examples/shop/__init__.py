@@ -1,0 +1,1 @@
+"""A small shop that embeds Tenantry: see app.py."""
