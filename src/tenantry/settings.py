@@ -24,6 +24,10 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
+    """Every setting of Tenantry, typed and validated: one field per environment variable
+    (or `.env` line). Build it with `load_settings()`, which turns invalid values into one
+    `ConfigError`."""
+
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -38,28 +42,82 @@ class Settings(BaseSettings):
         validation_alias="TENANTRY_DATA_DIR",
         description="Where the embedded defaults keep their files (SQLite, generated keys).",
     )
-    host: str = Field("127.0.0.1", validation_alias="TENANTRY_HOST")
-    port: int = Field(5000, ge=1, le=65535, validation_alias="TENANTRY_PORT")
-    admin_token: SecretStr | None = Field(None, validation_alias="TENANTRY_ADMIN_TOKEN")
-    secret_key: SecretStr | None = Field(None, validation_alias="TENANTRY_SECRET_KEY")
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", validation_alias="TENANTRY_LOG_LEVEL"
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias="TENANTRY_HOST",
+        description="Address `tenantry serve` listens on.",
     )
-    log_format: Literal["text", "json"] = Field("text", validation_alias="TENANTRY_LOG_FORMAT")
+    port: int = Field(
+        5000,
+        ge=1,
+        le=65535,
+        validation_alias="TENANTRY_PORT",
+        description="Port `tenantry serve` listens on.",
+    )
+    admin_token: SecretStr | None = Field(
+        None,
+        validation_alias="TENANTRY_ADMIN_TOKEN",
+        description="The admin key (Authorization: Bearer ...); unset: generated once into"
+        " TENANTRY_DATA_DIR/admin-token.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        validation_alias="TENANTRY_SECRET_KEY",
+        description="Signs local signed URLs, dashboard sessions and (unless WEBHOOK_SECRET)"
+        " webhooks; unset: generated once into TENANTRY_DATA_DIR/secret-key.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info",
+        validation_alias="TENANTRY_LOG_LEVEL",
+        description="Lowest level of the log lines written.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        validation_alias="TENANTRY_LOG_FORMAT",
+        description="Log lines as text (for people) or json (one object a line, with the company"
+        " id).",
+    )
     dashboard_sample_seconds: float = Field(
-        10.0, gt=0, le=3600, validation_alias="DASHBOARD_SAMPLE_SECONDS"
+        10.0,
+        gt=0,
+        le=3600,
+        validation_alias="DASHBOARD_SAMPLE_SECONDS",
+        description="How often the admin dashboard samples the figures it charts over time.",
     )
     auth_failures_per_minute: int = Field(
-        20, ge=0, validation_alias="TENANTRY_AUTH_FAILURES_PER_MINUTE"
+        20,
+        ge=0,
+        validation_alias="TENANTRY_AUTH_FAILURES_PER_MINUTE",
+        description="Failed authentications one client address may make per minute; past it, its"
+        " further failures are answered 429 (a valid key is always let through). 0: no limit.",
     )
-    metrics_public: bool = Field(False, validation_alias="TENANTRY_METRICS_PUBLIC")
+    metrics_public: bool = Field(
+        False,
+        validation_alias="TENANTRY_METRICS_PUBLIC",
+        description="Serve /metrics without the admin key (for a scraper on a private network).",
+    )
     # /ready answers status only without the admin key; true shows every check's details
     # (paths, circuit states, dependency errors) to anyone, for probes on a trusted network.
-    ready_details_public: bool = Field(False, validation_alias="TENANTRY_READY_DETAILS_PUBLIC")
-    shutdown_timeout_seconds: float = Field(
-        45.0, gt=0, le=3600, validation_alias="TENANTRY_SHUTDOWN_TIMEOUT_SECONDS"
+    ready_details_public: bool = Field(
+        False,
+        validation_alias="TENANTRY_READY_DETAILS_PUBLIC",
+        description="Show /ready's per-check details (paths, circuit states, dependency errors)"
+        " without the admin key; otherwise anyone gets the status only.",
     )
-    auto_migrate: bool = Field(True, validation_alias="TENANTRY_AUTO_MIGRATE")
+    shutdown_timeout_seconds: float = Field(
+        45.0,
+        gt=0,
+        le=3600,
+        validation_alias="TENANTRY_SHUTDOWN_TIMEOUT_SECONDS",
+        description="The longest a shutdown may take; above JOB_SHUTDOWN_TIMEOUT_SECONDS, so"
+        " active jobs get their grace period first.",
+    )
+    auto_migrate: bool = Field(
+        True,
+        validation_alias="TENANTRY_AUTO_MIGRATE",
+        description="Apply Tenantry's own migrations at start-up (`tenantry db upgrade` does it by"
+        " hand).",
+    )
     # Requests are bounded before the app reads them (http_limits.py) and connections
     # before they cost anything (server.py); docs/security.md lists every limit.
     max_request_body_bytes: int = Field(
@@ -101,10 +159,21 @@ class Settings(BaseSettings):
     )
 
     # --- database ------------------------------------------------------------
-    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    database_url: str | None = Field(
+        None,
+        validation_alias="DATABASE_URL",
+        description="The database, e.g. postgresql://user:password@host:5432/dbname (psycopg 3);"
+        " unset: SQLite at TENANTRY_DATA_DIR/tenantry.db.",
+    )
 
     # --- queries (statement metrics, read cache, replicas) ---------------------
-    slow_query_ms: float = Field(1000.0, ge=0, validation_alias="SLOW_QUERY_MS")
+    slow_query_ms: float = Field(
+        1000.0,
+        ge=0,
+        validation_alias="SLOW_QUERY_MS",
+        description="Statements slower than this (milliseconds) go to the slow-query log with"
+        " their plan.",
+    )
     database_replica_urls: str | None = Field(
         None,
         validation_alias="DATABASE_REPLICA_URLS",
@@ -127,12 +196,27 @@ class Settings(BaseSettings):
         description="How often each replica's replay position and lag are polled"
         " (milliseconds); reads are routed on the last figures. Below REPLICA_MAX_LAG_MS.",
     )
-    query_cache_ttl_seconds: float = Field(300.0, ge=0, validation_alias="QUERY_CACHE_TTL_SECONDS")
+    query_cache_ttl_seconds: float = Field(
+        300.0,
+        ge=0,
+        validation_alias="QUERY_CACHE_TTL_SECONDS",
+        description="Default lifetime of a cached optimized_read value.",
+    )
     query_explain_timeout_ms: int = Field(
-        5000, ge=1, le=600_000, validation_alias="QUERY_EXPLAIN_TIMEOUT_MS"
+        5000,
+        ge=1,
+        le=600_000,
+        validation_alias="QUERY_EXPLAIN_TIMEOUT_MS",
+        description="Statement and lock timeout of POST /api/query-optimizer/explain"
+        " (milliseconds).",
     )
     query_metrics_flush_seconds: float = Field(
-        5.0, gt=0, le=3600, validation_alias="QUERY_METRICS_FLUSH_SECONDS"
+        5.0,
+        gt=0,
+        le=3600,
+        validation_alias="QUERY_METRICS_FLUSH_SECONDS",
+        description="How often each process adds its statement figures into Redis (when Redis is"
+        " configured).",
     )
     query_advisor_max_mb: float | None = Field(
         None,
@@ -203,10 +287,30 @@ class Settings(BaseSettings):
     )
 
     # --- redis ---------------------------------------------------------------
-    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
-    redis_host: str | None = Field(None, validation_alias="REDIS_HOST")
-    redis_port: int = Field(6379, ge=1, le=65535, validation_alias="REDIS_PORT")
-    redis_password: SecretStr | None = Field(None, validation_alias="REDIS_PASSWORD")
+    redis_url: str | None = Field(
+        None,
+        validation_alias="REDIS_URL",
+        description="Redis for the cache, flags, breakers and durable jobs: redis://, rediss://"
+        " (TLS) or redis+cluster://host:port,... ; unset (and no REDIS_HOST or"
+        " REDIS_CLUSTER_NODES): in-process equivalents.",
+    )
+    redis_host: str | None = Field(
+        None,
+        validation_alias="REDIS_HOST",
+        description="Redis server host, used only when REDIS_URL is unset.",
+    )
+    redis_port: int = Field(
+        6379,
+        ge=1,
+        le=65535,
+        validation_alias="REDIS_PORT",
+        description="Redis server port, with REDIS_HOST.",
+    )
+    redis_password: SecretStr | None = Field(
+        None,
+        validation_alias="REDIS_PASSWORD",
+        description="Redis password, with REDIS_HOST or REDIS_CLUSTER_NODES.",
+    )
     redis_cluster_nodes: str | None = Field(
         None,
         validation_alias="REDIS_CLUSTER_NODES",
@@ -227,16 +331,34 @@ class Settings(BaseSettings):
         '"queueWeight": 1}}: added to (or replacing) the built-in free, pro and enterprise.',
     )
     tenant_cache_seconds: float = Field(
-        5.0, ge=0, le=3600, validation_alias="TENANTRY_TENANT_CACHE_SECONDS"
+        5.0,
+        ge=0,
+        le=3600,
+        validation_alias="TENANTRY_TENANT_CACHE_SECONDS",
+        description="How long a process keeps a company's limits before reading them again.",
     )
     usage_retention_hours: int = Field(
-        720, ge=24, le=24 * 3660, validation_alias="TENANTRY_USAGE_RETENTION_HOURS"
+        720,
+        ge=24,
+        le=24 * 3660,
+        validation_alias="TENANTRY_USAGE_RETENTION_HOURS",
+        description="How long usage per company per hour (API requests, jobs, query time) is kept.",
     )
     metrics_top_companies: int = Field(
-        20, ge=0, le=1000, validation_alias="TENANTRY_METRICS_TOP_COMPANIES"
+        20,
+        ge=0,
+        le=1000,
+        validation_alias="TENANTRY_METRICS_TOP_COMPANIES",
+        description="Per-company usage on /metrics: the top N companies, the rest summed as"
+        ' company="other".',
     )
     usage_flush_seconds: float = Field(
-        10.0, gt=0, le=3600, validation_alias="TENANTRY_USAGE_FLUSH_SECONDS"
+        10.0,
+        gt=0,
+        le=3600,
+        validation_alias="TENANTRY_USAGE_FLUSH_SECONDS",
+        description="How often each process adds the usage it counted to the shared hourly"
+        " figures.",
     )
 
     # --- resilience (circuit breakers, feature flags) ------------------------
@@ -246,13 +368,32 @@ class Settings(BaseSettings):
         description='JSON per circuit, e.g. {"database": {"timeout": 30000, "callTimeout": 5000}}.',
     )
     flags_refresh_seconds: float = Field(
-        30.0, gt=0, le=86400, validation_alias="FLAGS_REFRESH_SECONDS"
+        30.0,
+        gt=0,
+        le=86400,
+        validation_alias="FLAGS_REFRESH_SECONDS",
+        description="How often every process reloads feature flags from the database; a backstop"
+        " for Redis, and the only propagation without it.",
     )
-    resilience_redis_sync: bool = Field(True, validation_alias="RESILIENCE_REDIS_SYNC")
+    resilience_redis_sync: bool = Field(
+        True,
+        validation_alias="RESILIENCE_REDIS_SYNC",
+        description="Share breaker states and flag changes between processes through Redis (when"
+        " configured).",
+    )
     flags_environment: str = Field(
-        "default", max_length=100, validation_alias="FLAGS_ENVIRONMENT"
+        "default",
+        max_length=100,
+        validation_alias="FLAGS_ENVIRONMENT",
+        description="The `environment` of the evaluation contexts feature_gate builds from a"
+        " request.",
     )  # the `environment` of the contexts feature_gate builds
-    flags_app_name: str = Field("tenantry", max_length=100, validation_alias="FLAGS_APP_NAME")
+    flags_app_name: str = Field(
+        "tenantry",
+        max_length=100,
+        validation_alias="FLAGS_APP_NAME",
+        description="The `appName` of the evaluation contexts feature_gate builds from a request.",
+    )
     flag_usage_flush_seconds: float = Field(
         30.0,
         gt=0,
@@ -261,7 +402,11 @@ class Settings(BaseSettings):
         description="How often every process adds its flag evaluation counts to the shared ones.",
     )
     flag_usage_retention_days: int = Field(
-        30, ge=1, le=3660, validation_alias="TENANTRY_FLAG_USAGE_RETENTION_DAYS"
+        30,
+        ge=1,
+        le=3660,
+        validation_alias="TENANTRY_FLAG_USAGE_RETENTION_DAYS",
+        description="How many days the hourly flag usage figures are kept.",
     )
     flag_stale_days: int = Field(
         30,
@@ -279,40 +424,152 @@ class Settings(BaseSettings):
     )
 
     # --- jobs ----------------------------------------------------------------
-    enable_job_queues: bool = Field(True, validation_alias="ENABLE_JOB_QUEUES")
-    job_concurrency_email: int = Field(10, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_EMAIL")
-    job_concurrency_report: int = Field(2, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_REPORT")
-    job_concurrency_ai_processing: int = Field(
-        3, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_AI_PROCESSING"
+    enable_job_queues: bool = Field(
+        True,
+        validation_alias="ENABLE_JOB_QUEUES",
+        description="Run background jobs on BullMQ when Redis is configured; false (or no Redis):"
+        " the in-process backend runs them.",
     )
-    job_concurrency_export: int = Field(5, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_EXPORT")
+    job_concurrency_email: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        validation_alias="JOB_CONCURRENCY_EMAIL",
+        description="Jobs of the email queue one worker process runs at once.",
+    )
+    job_concurrency_report: int = Field(
+        2,
+        ge=1,
+        le=1000,
+        validation_alias="JOB_CONCURRENCY_REPORT",
+        description="Jobs of the report queue one worker process runs at once.",
+    )
+    job_concurrency_ai_processing: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        validation_alias="JOB_CONCURRENCY_AI_PROCESSING",
+        description="Jobs of the ai-processing queue one worker process runs at once.",
+    )
+    job_concurrency_export: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        validation_alias="JOB_CONCURRENCY_EXPORT",
+        description="Jobs of the export queue one worker process runs at once.",
+    )
     job_concurrency_notification: int = Field(
-        20, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_NOTIFICATION"
+        20,
+        ge=1,
+        le=1000,
+        validation_alias="JOB_CONCURRENCY_NOTIFICATION",
+        description="Jobs of the notification queue one worker process runs at once.",
     )
     job_concurrency_cleanup: int = Field(
-        1, ge=1, le=1000, validation_alias="JOB_CONCURRENCY_CLEANUP"
+        1,
+        ge=1,
+        le=1000,
+        validation_alias="JOB_CONCURRENCY_CLEANUP",
+        description="Jobs of the cleanup queue one worker process runs at once.",
     )
-    job_attempts: int = Field(3, ge=1, le=100, validation_alias="JOB_ATTEMPTS")
-    job_backoff_ms: int = Field(1000, ge=0, validation_alias="JOB_BACKOFF_MS")
-    job_keep_completed: int = Field(1000, ge=0, validation_alias="JOB_KEEP_COMPLETED")
+    job_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        validation_alias="JOB_ATTEMPTS",
+        description="Attempts per job before it fails.",
+    )
+    job_backoff_ms: int = Field(
+        1000,
+        ge=0,
+        validation_alias="JOB_BACKOFF_MS",
+        description="The first retry delay (milliseconds), doubled on each retry.",
+    )
+    job_keep_completed: int = Field(
+        1000,
+        ge=0,
+        validation_alias="JOB_KEEP_COMPLETED",
+        description="Completed jobs kept per queue, at most.",
+    )
     job_keep_completed_seconds: int = Field(
-        86400, ge=0, validation_alias="JOB_KEEP_COMPLETED_SECONDS"
+        86400,
+        ge=0,
+        validation_alias="JOB_KEEP_COMPLETED_SECONDS",
+        description="Completed jobs are kept no longer than this.",
     )
-    job_keep_failed: int = Field(5000, ge=0, validation_alias="JOB_KEEP_FAILED")
-    job_keep_failed_seconds: int = Field(604800, ge=0, validation_alias="JOB_KEEP_FAILED_SECONDS")
-    job_max_data_bytes: int = Field(65536, ge=256, validation_alias="JOB_MAX_DATA_BYTES")
-    job_prefix: str = Field("bull", min_length=1, validation_alias="JOB_PREFIX")
-    job_lock_duration_ms: int = Field(30000, ge=200, validation_alias="JOB_LOCK_DURATION_MS")
-    job_stalled_interval_ms: int = Field(30000, ge=200, validation_alias="JOB_STALLED_INTERVAL_MS")
-    job_max_stalled_count: int = Field(1, ge=0, le=100, validation_alias="JOB_MAX_STALLED_COUNT")
+    job_keep_failed: int = Field(
+        5000,
+        ge=0,
+        validation_alias="JOB_KEEP_FAILED",
+        description="Failed jobs kept per queue, at most.",
+    )
+    job_keep_failed_seconds: int = Field(
+        604800,
+        ge=0,
+        validation_alias="JOB_KEEP_FAILED_SECONDS",
+        description="Failed jobs are kept no longer than this.",
+    )
+    job_max_data_bytes: int = Field(
+        65536,
+        ge=256,
+        validation_alias="JOB_MAX_DATA_BYTES",
+        description="Largest job data accepted (JSON bytes); larger is refused with 413.",
+    )
+    job_prefix: str = Field(
+        "bull",
+        min_length=1,
+        validation_alias="JOB_PREFIX",
+        description="Redis key prefix of the queues (Node BullMQ and Bull Board use bull by"
+        " default).",
+    )
+    job_lock_duration_ms: int = Field(
+        30000,
+        ge=200,
+        validation_alias="JOB_LOCK_DURATION_MS",
+        description="A job whose worker stops renewing its lock for this long (milliseconds) is"
+        " stalled and runs again.",
+    )
+    job_stalled_interval_ms: int = Field(
+        30000,
+        ge=200,
+        validation_alias="JOB_STALLED_INTERVAL_MS",
+        description="How often (milliseconds) workers look for stalled jobs (BullMQ's"
+        " stalledInterval).",
+    )
+    job_max_stalled_count: int = Field(
+        1,
+        ge=0,
+        le=100,
+        validation_alias="JOB_MAX_STALLED_COUNT",
+        description="How many times a stalled job (its worker died) is put back before it fails as"
+        " stalled (BullMQ's maxStalledCount).",
+    )
     job_shutdown_timeout_seconds: float = Field(
-        30.0, ge=0, validation_alias="JOB_SHUTDOWN_TIMEOUT_SECONDS"
+        30.0,
+        ge=0,
+        validation_alias="JOB_SHUTDOWN_TIMEOUT_SECONDS",
+        description="On SIGTERM a worker lets active jobs finish for up to this long, then exits.",
     )
-    job_workers_in_app: bool = Field(False, validation_alias="JOB_WORKERS_IN_APP")
+    job_workers_in_app: bool = Field(
+        False,
+        validation_alias="JOB_WORKERS_IN_APP",
+        description="Also run the job workers inside `tenantry serve` (with Redis; without it they"
+        " always run there).",
+    )
     # Fair scheduling across companies (jobs/fairness.py); false: plain BullMQ FIFO.
-    job_fair_scheduling: bool = Field(True, validation_alias="JOB_FAIR_SCHEDULING")
+    job_fair_scheduling: bool = Field(
+        True,
+        validation_alias="JOB_FAIR_SCHEDULING",
+        description="Share each queue round robin between companies, within their limits; false:"
+        " plain BullMQ FIFO.",
+    )
     job_fair_dispatch_seconds: float = Field(
-        0.5, gt=0, le=60, validation_alias="JOB_FAIR_DISPATCH_SECONDS"
+        0.5,
+        gt=0,
+        le=60,
+        validation_alias="JOB_FAIR_DISPATCH_SECONDS",
+        description="How often the fair dispatcher tops up BullMQ's wait list from the companies'"
+        " staging lists (it also runs on enqueue and as jobs finish).",
     )
     job_fair_wait_depth: int = Field(
         0,
@@ -322,52 +579,154 @@ class Settings(BaseSettings):
         description="Jobs kept in BullMQ's wait list per queue; 0: twice the queue's concurrency.",
     )
     job_limits_cache_seconds: float = Field(
-        5.0, ge=0, le=3600, validation_alias="JOB_LIMITS_CACHE_SECONDS"
+        5.0,
+        ge=0,
+        le=3600,
+        validation_alias="JOB_LIMITS_CACHE_SECONDS",
+        description="How long a process keeps a company's queue limits before asking its plan"
+        " again.",
     )
     job_outbox_relay_seconds: float = Field(
-        1.0, gt=0, le=3600, validation_alias="JOB_OUTBOX_RELAY_SECONDS"
+        1.0,
+        gt=0,
+        le=3600,
+        validation_alias="JOB_OUTBOX_RELAY_SECONDS",
+        description="How often jobs kept in the database outbox (enqueued while Redis was"
+        " unreachable) are handed to Redis.",
     )
     job_handler_modules: str = Field(
         "",
         validation_alias="JOB_HANDLER_MODULES",
         description="Comma-separated modules imported at start so their @job_handler register.",
     )
-    job_cleanup_cron: str = Field("0 3 * * *", validation_alias="JOB_CLEANUP_CRON")
-    job_temp_dir: Path | None = Field(None, validation_alias="JOB_TEMP_DIR")
-    job_temp_max_age_seconds: int = Field(86400, ge=0, validation_alias="JOB_TEMP_MAX_AGE_SECONDS")
-    job_export_url_expires_seconds: int = Field(
-        86400, ge=1, validation_alias="JOB_EXPORT_URL_EXPIRES_SECONDS"
+    job_cleanup_cron: str = Field(
+        "0 3 * * *",
+        validation_alias="JOB_CLEANUP_CRON",
+        description="When the cleanup job runs (cron, UTC), registered under one id at start-up;"
+        " empty: never on its own.",
     )
-    smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
-    smtp_port: int = Field(587, ge=1, le=65535, validation_alias="SMTP_PORT")
-    smtp_username: str | None = Field(None, validation_alias="SMTP_USERNAME")
-    smtp_password: SecretStr | None = Field(None, validation_alias="SMTP_PASSWORD")
-    smtp_from: str = Field("tenantry@localhost", validation_alias="SMTP_FROM")
-    smtp_starttls: bool = Field(True, validation_alias="SMTP_STARTTLS")
-    smtp_timeout_seconds: float = Field(30.0, gt=0, validation_alias="SMTP_TIMEOUT_SECONDS")
-    webhook_secret: SecretStr | None = Field(None, validation_alias="WEBHOOK_SECRET")
-    webhook_timeout_seconds: float = Field(10.0, gt=0, validation_alias="WEBHOOK_TIMEOUT_SECONDS")
+    job_temp_dir: Path | None = Field(
+        None,
+        validation_alias="JOB_TEMP_DIR",
+        description="Temporary files the cleanup queue deletes once older than"
+        " JOB_TEMP_MAX_AGE_SECONDS; unset: TENANTRY_DATA_DIR/tmp.",
+    )
+    job_temp_max_age_seconds: int = Field(
+        86400,
+        ge=0,
+        validation_alias="JOB_TEMP_MAX_AGE_SECONDS",
+        description="Age at which the cleanup queue deletes temporary files.",
+    )
+    job_export_url_expires_seconds: int = Field(
+        86400,
+        ge=1,
+        validation_alias="JOB_EXPORT_URL_EXPIRES_SECONDS",
+        description="Lifetime of the signed URL an export or report job returns.",
+    )
+    smtp_host: str | None = Field(
+        None,
+        validation_alias="SMTP_HOST",
+        description="The SMTP server the email queue sends through.",
+    )
+    smtp_port: int = Field(
+        587, ge=1, le=65535, validation_alias="SMTP_PORT", description="The SMTP server's port."
+    )
+    smtp_username: str | None = Field(
+        None, validation_alias="SMTP_USERNAME", description="SMTP login name; unset: no login."
+    )
+    smtp_password: SecretStr | None = Field(
+        None, validation_alias="SMTP_PASSWORD", description="SMTP password."
+    )
+    smtp_from: str = Field(
+        "tenantry@localhost",
+        validation_alias="SMTP_FROM",
+        description="The sender address of the email queue's mail.",
+    )
+    smtp_starttls: bool = Field(
+        True,
+        validation_alias="SMTP_STARTTLS",
+        description="Upgrade the SMTP connection with STARTTLS.",
+    )
+    smtp_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        validation_alias="SMTP_TIMEOUT_SECONDS",
+        description="Timeout of the SMTP connection and each command.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        validation_alias="WEBHOOK_SECRET",
+        description="HMAC-SHA256 secret the notification queue signs webhooks with; unset:"
+        " TENANTRY_SECRET_KEY.",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        validation_alias="WEBHOOK_TIMEOUT_SECONDS",
+        description="Timeout of one webhook delivery.",
+    )
 
     # --- storage -------------------------------------------------------------
-    storage_provider: StorageProvider = Field("local", validation_alias="STORAGE_PROVIDER")
-    upload_dir: Path = Field(Path("./uploads"), validation_alias="UPLOAD_DIR")
-    cdn_base_url: str | None = Field(None, validation_alias="CDN_BASE_URL")
-    aws_s3_bucket: str | None = Field(None, validation_alias="AWS_S3_BUCKET")
-    aws_region: str = Field("us-east-1", validation_alias="AWS_REGION")
-    aws_access_key_id: str | None = Field(None, validation_alias="AWS_ACCESS_KEY_ID")
-    aws_secret_access_key: SecretStr | None = Field(None, validation_alias="AWS_SECRET_ACCESS_KEY")
+    storage_provider: StorageProvider = Field(
+        "local",
+        validation_alias="STORAGE_PROVIDER",
+        description="Where files live: local disk, AWS S3 (or an S3-compatible server) or"
+        " Cloudflare R2.",
+    )
+    upload_dir: Path = Field(
+        Path("./uploads"),
+        validation_alias="UPLOAD_DIR",
+        description="The folder that holds the files of the local provider (and files not yet"
+        " migrated).",
+    )
+    cdn_base_url: str | None = Field(
+        None,
+        validation_alias="CDN_BASE_URL",
+        description="Public files get <CDN_BASE_URL>/<key>; private files never do.",
+    )
+    aws_s3_bucket: str | None = Field(
+        None,
+        validation_alias="AWS_S3_BUCKET",
+        description="The S3 bucket (required with STORAGE_PROVIDER=s3).",
+    )
+    aws_region: str = Field(
+        "us-east-1", validation_alias="AWS_REGION", description="The S3 bucket's region."
+    )
+    aws_access_key_id: str | None = Field(
+        None,
+        validation_alias="AWS_ACCESS_KEY_ID",
+        description="S3 access key id (required with STORAGE_PROVIDER=s3).",
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        None,
+        validation_alias="AWS_SECRET_ACCESS_KEY",
+        description="S3 secret access key (required with STORAGE_PROVIDER=s3).",
+    )
     aws_endpoint_url: str | None = Field(
         None,
         validation_alias="AWS_ENDPOINT_URL",
         description="An S3-compatible endpoint instead of AWS (MinIO, SeaweedFS).",
     )
-    cloudflare_account_id: str | None = Field(None, validation_alias="CLOUDFLARE_ACCOUNT_ID")
-    cloudflare_r2_bucket: str | None = Field(None, validation_alias="CLOUDFLARE_R2_BUCKET")
+    cloudflare_account_id: str | None = Field(
+        None,
+        validation_alias="CLOUDFLARE_ACCOUNT_ID",
+        description="Cloudflare account id: the R2 endpoint is"
+        " https://<id>.r2.cloudflarestorage.com.",
+    )
+    cloudflare_r2_bucket: str | None = Field(
+        None,
+        validation_alias="CLOUDFLARE_R2_BUCKET",
+        description="The R2 bucket (required with STORAGE_PROVIDER=cloudflare-r2).",
+    )
     cloudflare_r2_access_key_id: str | None = Field(
-        None, validation_alias="CLOUDFLARE_R2_ACCESS_KEY_ID"
+        None,
+        validation_alias="CLOUDFLARE_R2_ACCESS_KEY_ID",
+        description="R2 access key id (required with STORAGE_PROVIDER=cloudflare-r2).",
     )
     cloudflare_r2_secret_access_key: SecretStr | None = Field(
-        None, validation_alias="CLOUDFLARE_R2_SECRET_ACCESS_KEY"
+        None,
+        validation_alias="CLOUDFLARE_R2_SECRET_ACCESS_KEY",
+        description="R2 secret access key (required with STORAGE_PROVIDER=cloudflare-r2).",
     )
     max_upload_bytes: int = Field(
         100 * 1024 * 1024,
@@ -388,7 +747,11 @@ class Settings(BaseSettings):
     # Uploads that never finished (a crash, a provider gone mid-upload) are removed by the
     # cleanup job once this old: half-written local files, S3/R2 multipart uploads.
     storage_incomplete_upload_max_age_seconds: int = Field(
-        86400, ge=0, validation_alias="STORAGE_INCOMPLETE_UPLOAD_MAX_AGE_SECONDS"
+        86400,
+        ge=0,
+        validation_alias="STORAGE_INCOMPLETE_UPLOAD_MAX_AGE_SECONDS",
+        description="Age at which the cleanup job removes what unfinished uploads left"
+        " (half-written local files, S3/R2 multipart uploads).",
     )
     storage_local_url: str | None = Field(
         None,
@@ -400,7 +763,11 @@ class Settings(BaseSettings):
     # The standard variables. The endpoint or OTEL_TRACES_EXPORTER switch tracing on; the
     # SDK itself reads these and every other OTEL_* variable (headers, timeouts, sampler,
     # OTEL_SERVICE_NAME...) from the process environment, so set them there, not in .env.
-    otel_sdk_disabled: bool = Field(False, validation_alias="OTEL_SDK_DISABLED")
+    otel_sdk_disabled: bool = Field(
+        False,
+        validation_alias="OTEL_SDK_DISABLED",
+        description="true keeps tracing off whatever else is set.",
+    )
     otel_traces_exporter: str = Field(
         "",
         validation_alias="OTEL_TRACES_EXPORTER",
@@ -409,16 +776,27 @@ class Settings(BaseSettings):
         " when an OTLP endpoint is set, else tracing is off.",
     )
     otel_exporter_otlp_endpoint: str | None = Field(
-        None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+        None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="OTLP endpoint (e.g. http://collector:4318); setting it switches tracing on.",
     )
     otel_exporter_otlp_traces_endpoint: str | None = Field(
-        None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        None,
+        validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        description="OTLP endpoint for traces only; setting it switches tracing on.",
     )
     otel_exporter_otlp_protocol: Literal["http/protobuf", "grpc", "http/json"] = Field(
-        "http/protobuf", validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL"
+        "http/protobuf",
+        validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL",
+        description="OTLP protocol: http/protobuf, or grpc (needs"
+        " opentelemetry-exporter-otlp-proto-grpc); http/json is refused.",
     )
     otel_exporter_otlp_traces_protocol: Literal["http/protobuf", "grpc", "http/json"] | None = (
-        Field(None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        Field(
+            None,
+            validation_alias="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            description="OTLP protocol for traces, over OTEL_EXPORTER_OTLP_PROTOCOL.",
+        )
     )
 
     @model_validator(mode="after")
