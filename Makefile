@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run demo test bench-setup lint clean
+.PHONY: run demo test bench-setup lint mutate clean
 
 ## Install and run the service on the embedded defaults (SQLite, local disk, in-process jobs).
 run: $(VENV)/.installed
@@ -19,6 +19,13 @@ test:
 ## Install the benchmarks' peers (the [bench] extra, arq, rclone) and start the services.
 bench-setup:
 	scripts/bench-setup.sh
+
+## Mutation testing of the modules that carry guarantees (the [mutate] extra; not in CI):
+## a table of mutants killed per module, also written to docs/mutation.json.
+mutate: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,mutate]'
+	scripts/services.sh
+	$(PY) scripts/mutate.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -159,3 +159,57 @@ async def test_key_timestamps_carry_their_zone(client: AsyncClient) -> None:
     assert created.json()["createdAt"].endswith(("Z", "+00:00"))
     listed = await client.get("/api/keys", headers=ADMIN)
     assert all(key["createdAt"].endswith(("Z", "+00:00")) for key in listed.json())
+
+
+async def test_a_known_key_id_with_a_wrong_secret_is_401(
+    client: AsyncClient, company_keys: dict[str, dict[str, str]]
+) -> None:
+    key = company_keys["acme"]["Authorization"].removeprefix("Bearer ")
+    wrong = key[: len("tnt_") + 12] + "_" + "a" * 43  # its id, another secret
+    assert wrong != key
+    assert (await client.get("/api/me", headers=bearer(wrong))).status_code == 401
+
+
+async def test_keys_are_listed_in_the_order_they_were_made(client: AsyncClient) -> None:
+    made = []
+    for number in range(5):
+        body = {"companyId": "acme", "name": f"key {number}"}
+        made.append((await client.post("/api/keys", json=body, headers=ADMIN)).json()["id"])
+    listed = await client.get("/api/keys", headers=ADMIN)
+    assert [key["id"] for key in listed.json()] == made
+
+
+async def test_the_key_store_names_and_finds_keys(app: Any) -> None:
+    from tenantry.errors import InvalidInput, NotFound
+
+    keys = app.state.services.keys
+    _, unnamed = await keys.create("acme")
+    assert unnamed.name == ""
+    _, longest = await keys.create("acme", "x" * 100)
+    assert await keys.get(longest.id) == longest
+    with pytest.raises(InvalidInput):
+        await keys.create("acme", "x" * 101)
+    with pytest.raises(NotFound):
+        await keys.get("000000000000")
+
+
+def test_without_an_admin_key_no_token_is_the_admins() -> None:
+    from tenantry.auth import KeyRecords, KeyStore
+
+    for admin_token in (None, ""):
+        store = KeyStore(KeyRecords(db=None), admin_token)  # type: ignore[arg-type]
+        assert not store.is_admin_token("")
+        assert store.admin_fingerprint == ""
+    assert KeyStore(KeyRecords(db=None), "k").is_admin_token("k")  # type: ignore[arg-type]
+
+
+def test_a_generated_secret_is_kept_private_and_read_back(tmp_path: Any) -> None:
+    from tenantry.auth import load_or_create_secret
+
+    path = tmp_path / "data" / "keys" / "admin-token"
+    secret, created = load_or_create_secret(path)
+    assert created and len(secret) == 43
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text() == secret + "\n"
+    assert load_or_create_secret(path) == (secret, False)
+    assert load_or_create_secret(tmp_path / "other") != (secret, True)

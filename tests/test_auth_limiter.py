@@ -88,3 +88,22 @@ async def test_switched_off_it_counts_nothing(redis: Redis) -> None:
     limiter = FailedAuthLimiter(0, redis=redis)
     assert await outcomes([limiter], "192.0.2.9", 50) == ["counted"] * 50
     assert await redis.exists("tenantry:auth-failures:192.0.2.9") == 0
+
+
+async def test_while_redis_is_down_failures_one_after_another_are_counted_here() -> None:
+    down = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    try:
+        limiter = FailedAuthLimiter(2, redis=down)
+        results = [await outcomes([limiter], "192.0.2.2", 1) for _ in range(3)]
+        assert results[:2] == [["counted"], ["counted"]]
+        assert set(results[2]) <= REFUSED
+        assert await outcomes([limiter], "192.0.2.4", 1) == ["counted"]  # its own count
+    finally:
+        await down.aclose()
+
+
+async def test_a_limit_of_one_failure() -> None:
+    limiter = FailedAuthLimiter(1)
+    assert await outcomes([limiter], "192.0.2.3", 1) == ["counted"]
+    assert set(await outcomes([limiter], "192.0.2.3", 1)) <= REFUSED
+    assert await outcomes([limiter], "192.0.2.5", 1) == ["counted"]  # another address

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from asgi_lifespan import LifespanManager
@@ -38,7 +39,10 @@ async def test_pages_redirect_to_login_without_a_session(
         with subtests.test(page):
             response = await client.get(page)
             assert response.status_code == 303
-            assert response.headers["location"].startswith("/admin/login?next=")
+            assert response.headers["location"] == f"/admin/login?next={quote(page, safe='')}"
+    # The page's query comes back too, after the login.
+    response = await client.get("/admin/queues?state=failed")
+    assert response.headers["location"] == "/admin/login?next=%2Fadmin%2Fqueues%3Fstate%3Dfailed"
 
 
 async def test_htmx_refresh_without_a_session_redirects_the_page(client: AsyncClient) -> None:
@@ -72,6 +76,20 @@ async def test_a_forged_cookie_is_refused(client: AsyncClient) -> None:
     assert (await client.get("/admin")).status_code == 303
 
 
+async def test_a_cookie_signed_with_the_key_for_another_purpose_is_refused(
+    client: AsyncClient, settings: Settings
+) -> None:
+    """The secret key signs other things too: only a dashboard cookie opens a session."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    await log_in(client)
+    _, data = URLSafeTimedSerializer("any").loads_unsafe(client.cookies[COOKIE_NAME])
+    assert settings.secret_key is not None and isinstance(data, dict)
+    other = URLSafeTimedSerializer(settings.secret_key.get_secret_value())  # its default salt
+    client.cookies.set(COOKIE_NAME, other.dumps(data), path="/admin")
+    assert (await client.get("/admin")).status_code == 303
+
+
 async def test_login_never_redirects_off_site(client: AsyncClient) -> None:
     for target in ("https://evil.example/", "//evil.example/admin", "/api/keys"):
         response = await client.post("/admin/login", data={"key": ADMIN_TOKEN, "next": target})
@@ -84,6 +102,9 @@ async def test_actions_need_the_csrf_token(client: AsyncClient, csrf: str) -> No
     assert refused.json()["error"]["code"] == "FORBIDDEN"
     wrong = await client.post("/admin/logout", data={"csrf": "not-the-token"})
     assert wrong.status_code == 403
+    # The token sent as a file upload is no token (not a 500).
+    uploaded = await client.post("/admin/logout", files={"csrf": ("csrf", csrf.encode())})
+    assert uploaded.status_code == 403
     accepted = await client.post("/admin/logout", headers={"X-CSRF-Token": csrf})
     assert accepted.status_code == 303
     assert (await client.get("/admin")).status_code == 303
@@ -170,3 +191,18 @@ async def test_expired_sessions_are_swept_at_login(client: AsyncClient, app: Any
     async with db.session() as session:
         rows = (await session.scalars(select(SessionRow))).all()
     assert len(rows) == 1 and rows[0].id_digest != "0" * 64  # only the new login's row
+
+
+async def test_a_cookie_older_than_its_age_is_refused_even_while_its_row_lives(
+    client: AsyncClient, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from itsdangerous.timed import TimestampSigner
+    from sqlalchemy import update
+
+    await log_in(client)
+    async with app.state.services.db.session() as session:
+        await session.execute(update(SessionRow).values(expires_at=utcnow() + 48 * HOUR))
+    signed_at = TimestampSigner.get_timestamp(None)  # type: ignore[arg-type]
+    # The cookie's own signed time is checked: 13 hours on, it has expired.
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _: signed_at + 13 * 3600)
+    assert (await client.get("/admin")).status_code == 303

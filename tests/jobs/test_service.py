@@ -124,3 +124,62 @@ async def test_finished_jobs_are_trimmed_to_the_retention_settings(
     finally:
         await jobs.service.stop_workers(5)
         await jobs.service.close()
+
+
+def test_job_options_carry_retries_and_retention_as_bullmq_reads_them() -> None:
+    from tenantry.jobs.queues import QueueDefinition
+
+    definition = QueueDefinition("report", 2, 3, 500, 10, 3600, 20, 7200)
+    assert definition.job_options() == {
+        "attempts": 3,
+        "backoff": {"type": "exponential", "delay": 500},
+        "removeOnComplete": {"count": 10, "age": 3600},
+        "removeOnFail": {"count": 20, "age": 7200},
+    }
+
+
+async def test_in_process_retention_by_age_removes_what_finished_too_long_ago(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = {"now": 1_900_000_000_000}
+    monkeypatch.setattr("tenantry.jobs.backends.memory.now_ms", lambda: clock["now"])
+    settings = job_settings(
+        tmp_path, job_keep_completed=100, job_keep_completed_seconds=60,
+        job_keep_failed=100, job_keep_failed_seconds=60,
+    )  # fmt: skip
+    jobs = JobHarness(InProcessBackend(QUEUE_NAMES), settings)
+
+    ran: list[str] = []
+
+    @jobs.handler("report")
+    async def handle(job: JobContext) -> None:
+        ran.append(job.id)
+        if job.data["fail"]:
+            raise RuntimeError("planned")
+
+    async def finish(count: int, fail: bool) -> None:
+        expected = len(ran) + count
+        for _ in range(count):
+            await jobs.service.add("report", "r", {"fail": fail}, "acme")
+        await eventually(
+            lambda: jobs.service.queue_stats("report"),
+            lambda s: len(ran) == expected and s.waiting == s.active == 0,
+        )
+
+    try:
+        await jobs.service.start_workers(["report"])
+        await finish(2, fail=False)
+        await finish(2, fail=True)
+        clock["now"] += 60_000  # exactly the age: still kept
+        await finish(1, fail=False)
+        await finish(1, fail=True)
+        stats = await jobs.service.queue_stats("report")
+        assert (stats.completed, stats.failed) == (3, 3)
+        clock["now"] += 1  # a millisecond more: the first ones are too old
+        await finish(1, fail=False)
+        await finish(1, fail=True)
+        stats = await jobs.service.queue_stats("report")
+        assert (stats.completed, stats.failed) == (2, 2)
+    finally:
+        await jobs.service.stop_workers(5)
+        await jobs.service.close()

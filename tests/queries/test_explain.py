@@ -132,6 +132,7 @@ def test_each_refused_kind_is_refused_with_a_reason(kind: str) -> None:
         "SELECT DISTINCT ON (a.id) a.id FROM accounts a, LATERAL (SELECT 1) s ORDER BY a.id",
         "SELECT * FROM json_to_record('{\"a\": 1}') AS x(a int)",
         "SELECT xmlelement(name foo), (SELECT 1) IS DISTINCT FROM 2",
+        "SELECT pg_catalog.now(), pg_catalog.lower('A')",  # the catalog, spelled out
     ],
 )
 def test_read_only_statements_are_accepted(query: str) -> None:
@@ -141,6 +142,8 @@ def test_read_only_statements_are_accepted(query: str) -> None:
 def test_the_statement_text_survives_comments_and_non_ascii() -> None:
     assert check_read_only("/* é */ SELECT 'ü' ; ").sql == "SELECT 'ü'"
     assert check_read_only("SELECT 'ü' AS x -- é").sql == "SELECT 'ü' AS x -- é"
+    # After the semicolon: not part of the statement (it would end inside the probe view).
+    assert check_read_only("SELECT 1; -- done").sql == "SELECT 1"
 
 
 async def test_no_explain_request_can_change_a_row(pg_engine: AsyncEngine) -> None:

@@ -531,3 +531,180 @@ async def test_half_open_lets_exactly_the_permitted_trials_through() -> None:
     assert results.count("ok") == 2
     assert sum(isinstance(r, CircuitOpenError) for r in results) == 8
     assert breaker.state is State.CLOSED  # the two trials succeeded
+
+
+def past(milliseconds: float) -> None:
+    """Return once the monotonic clock has moved on by `milliseconds` (a slow call)."""
+    start = time.monotonic()
+    while (time.monotonic() - start) * 1000 < milliseconds:
+        pass
+
+
+def test_window_stats_count_calls_failures_and_slow_calls() -> None:
+    config = BreakerConfig(failure_threshold=None, sliding_window_size=10, slow_call_duration=1)
+    breaker = Breaker("w", config)
+    assert breaker.window_stats() == {
+        "numberOfCalls": 0,
+        "failedCalls": 0,
+        "slowCalls": 0,
+        "failureRate": None,
+        "slowCallRate": None,
+    }
+    for _ in range(2):
+        with breaker.guard():
+            pass
+    with breaker.guard():
+        past(2)
+    with pytest.raises(Boom), breaker.guard():
+        raise Boom
+    assert breaker.window_stats() == {
+        "numberOfCalls": 4,
+        "failedCalls": 1,
+        "slowCalls": 1,
+        "failureRate": 25.0,
+        "slowCallRate": 25.0,
+    }
+
+
+def test_a_slow_failure_counts_as_slow_too() -> None:
+    config = BreakerConfig(failure_threshold=None, sliding_window_size=4, slow_call_duration=1)
+    breaker = Breaker("w", config)
+    with pytest.raises(Boom), breaker.guard():
+        past(2)
+        raise Boom
+    assert breaker.window_stats()["slowCalls"] == breaker.slow_total == 1
+    assert breaker.failures_total == 1
+
+
+def test_rates_just_under_their_threshold_keep_the_circuit_closed() -> None:
+    """3 of 7 calls is 42.9 %: under a 43 % threshold, for failures and slow calls alike."""
+    failing = Breaker(
+        "f",
+        BreakerConfig(
+            failure_threshold=None, sliding_window_size=7, minimum_calls=7,
+            failure_rate_threshold=43,
+        ),
+    )  # fmt: skip
+    slow = Breaker(
+        "s",
+        BreakerConfig(
+            failure_threshold=None, sliding_window_size=7, minimum_calls=7,
+            slow_call_duration=1, slow_call_rate_threshold=43,
+        ),
+    )  # fmt: skip
+    for _ in range(4):
+        for breaker in (failing, slow):
+            with breaker.guard():
+                pass
+    for _ in range(3):
+        with pytest.raises(Boom), failing.guard():
+            raise Boom
+        with slow.guard():
+            past(2)
+    assert failing.window_stats()["numberOfCalls"] == slow.window_stats()["numberOfCalls"] == 7
+    assert failing.state is slow.state is State.CLOSED
+
+
+def test_guarded_failures_are_counted_one_by_one() -> None:
+    breaker = Breaker("g", BreakerConfig(failure_threshold=None))
+    for _ in range(3):
+        with pytest.raises(Boom), breaker.guard():
+            raise Boom
+    assert breaker.failures_total == 3
+
+
+def test_an_ignored_exception_in_a_guard_frees_exactly_its_half_open_permit() -> None:
+    config = BreakerConfig(
+        failure_threshold=1, timeout=0, permitted_calls_in_half_open=1,
+        ignore_exceptions=(KeyError,),
+    )  # fmt: skip
+    breaker = Breaker("h", config)
+    with pytest.raises(Boom), breaker.guard():
+        raise Boom
+    assert breaker.state is State.OPEN
+    with pytest.raises(KeyError), breaker.guard():  # the wait (0 ms) is over: a trial
+        raise KeyError("x")
+    assert breaker.state is State.HALF_OPEN
+    # The permit came back: one trial, and only one.
+    with breaker.guard(), pytest.raises(CircuitOpenError), breaker.guard():
+        pytest.fail("a second trial must not run")
+
+
+def test_manual_transitions_say_why() -> None:
+    breaker = Breaker("m")
+    seen = events(breaker)
+    breaker.force_open()
+    breaker.disable()
+    breaker.close()
+    breaker.force_open("maintenance")
+    breaker.reset()
+    assert [event.reason for event in seen] == [
+        "forced open",
+        "disabled",
+        "closed by request",
+        "maintenance",
+        "reset",
+    ]
+
+
+async def test_arguments_reach_the_call_on_every_path() -> None:
+    async def echo(*args: Any, **kwargs: Any) -> Any:
+        return args, kwargs
+
+    for config in (BreakerConfig(), BreakerConfig(call_timeout=1_000), BreakerConfig(
+        failure_threshold=None, sliding_window_size=4, slow_call_duration=1_000
+    )):  # fmt: skip
+        breaker = Breaker("a", config)
+        assert await breaker.call_async(echo, 1, b=2) == ((1,), {"b": 2})
+        assert breaker.call(lambda *a, **k: (a, k), 1, b=2) == ((1,), {"b": 2})
+
+
+async def test_a_slow_async_failure_counts_as_slow_too() -> None:
+    async def slow_failure() -> None:
+        past(2)
+        raise Boom
+
+    config = BreakerConfig(failure_threshold=None, sliding_window_size=4, slow_call_duration=1)
+    breaker = Breaker("s", config)
+    with pytest.raises(Boom):
+        await breaker.call_async(slow_failure)
+    assert breaker.window_stats()["slowCalls"] == breaker.slow_total == 1
+
+
+async def test_calls_count_their_failures_and_rejections(driver: Driver) -> None:
+    breaker = Breaker("c", BreakerConfig(failure_threshold=3, timeout=60_000))
+    await driver.fail(breaker, 3)
+    assert breaker.failures_total == 3 and breaker.state is State.OPEN
+    for _ in range(2):
+        with pytest.raises(CircuitOpenError) as raised:
+            await driver.run(breaker)
+    assert breaker.rejected_total == 2
+    assert raised.value.details == {"circuit": "c", "state": "open", "retryAfterSeconds": 60}
+    assert (raised.value.circuit, raised.value.retry_after) == ("c", 60)
+
+
+def test_an_open_circuit_says_retry_after_at_least_one_second() -> None:
+    breaker = Breaker("o", BreakerConfig(failure_threshold=1, timeout=100))
+    with pytest.raises(Boom):
+        breaker.call(lambda: (_ for _ in ()).throw(Boom()))
+    with pytest.raises(CircuitOpenError) as raised:
+        breaker.call(lambda: None)
+    assert raised.value.details["retryAfterSeconds"] == 1
+
+
+@pytest.mark.parametrize("operator_action", ["force_open", "disable"])
+def test_a_failure_does_not_undo_what_an_operator_did_during_the_call(
+    operator_action: str,
+) -> None:
+    breaker = Breaker("r", BreakerConfig(failure_threshold=1))
+
+    def call() -> None:
+        getattr(breaker, operator_action)()  # meanwhile, from the API
+        raise Boom
+
+    with pytest.raises(Boom):
+        breaker.call(call)
+    assert (
+        breaker.state
+        is {"force_open": State.FORCED_OPEN, "disable": State.DISABLED}[operator_action]
+    )

@@ -493,3 +493,20 @@ def test_dependencies_hold_for_simple_flags_too() -> None:
     snapshot = FlagSnapshot.of(flags)
     assert snapshot.evaluate("child").reason is Reason.DEPENDENCY_NOT_MET
     assert not snapshot.is_enabled("child")
+
+
+def test_dates_are_the_proleptic_gregorian_calendar() -> None:
+    """Every month's last days over leap and century years, against Python's calendar."""
+    import calendar
+    from datetime import UTC, datetime
+
+    for year in (1, 4, 99, 100, 400, 1600, 1899, 1900, 1969, 1970, 1971, 2000, 2024, 2100, 9999):
+        for month in range(1, 13):
+            last = calendar.monthrange(year, month)[1]
+            for day in (1, 28, 29, 30, 31):
+                parsed = parse_date(f"{year:04d}-{month:02d}-{day:02d}T00:00:00Z")
+                if day > last:
+                    assert parsed is None, (year, month, day)
+                    continue
+                expected = datetime(year, month, day, tzinfo=UTC).timestamp()
+                assert parsed == (int(expected), 0), (year, month, day)

@@ -22,6 +22,9 @@ from tenantry.storage.keys import SAFE_NAME_CHARS, new_key, parse_key, safe_name
         ("a<b>c|d?.txt", "a-b-c-d-.txt"),
         ("%2e%2e%2f.txt", "2e-2e-2f.txt"),
         ("x...", "x"),
+        ("X", "X"),
+        ("Xmas LaTeX", "Xmas-LaTeX"),
+        ("(#)", "file"),  # nothing of the name is left
     ],
 )
 def test_safe_names(filename: str, expected: str) -> None:
@@ -32,6 +35,28 @@ def test_long_names_keep_their_extension() -> None:
     name = safe_name("a" * 250 + ".pdf")
     assert len(name) == SAFE_NAME_CHARS
     assert name.endswith(".pdf")
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("X" * 200 + ".pdf", "X" * 116 + ".pdf"),
+        ("X" * 200, "X" * SAFE_NAME_CHARS),
+        ("v1.2 " + "a" * 200 + ".pdf", "v1.2-" + "a" * 111 + ".pdf"),  # the last dot
+        ("a" * 200 + ".c", "a" * 118 + ".c"),
+        ("a" * 200 + "." + "e" * 16, "a" * 103 + "." + "e" * 16),  # the longest extension
+        ("a" * 200 + "." + "e" * 17, "a" * SAFE_NAME_CHARS),  # too long to be one
+        ("a" * 115 + "-" + "b" * 100 + ".pdf", "a" * 115 + ".pdf"),  # no '-' before the dot
+        ("a" * 119 + "-" + "b" * 100, "a" * 119),  # nor at the end
+        ("a" * 115 + " .pdf", "a" * 115 + "-.pdf"),  # exactly the limit: kept as it is
+    ],
+)
+def test_long_names_are_cut_before_the_extension(filename: str, expected: str) -> None:
+    assert safe_name(filename) == expected
+
+
+def test_the_longest_filename_is_accepted() -> None:
+    assert safe_name("x" * 255) == "x" * SAFE_NAME_CHARS
 
 
 @pytest.mark.parametrize(
@@ -77,6 +102,8 @@ def test_new_keys_parse_back_and_are_unique() -> None:
     assert str(first) != str(second)
     assert str(first).startswith("companies/acme/docs/")
     assert parse_key(str(first)) == first
+    longest = new_key("acme", "docs", "x" * 255)
+    assert parse_key(str(longest)) == longest
 
 
 @pytest.mark.parametrize(
@@ -90,6 +117,7 @@ def test_new_keys_parse_back_and_are_unique() -> None:
         "companies/acme/docs/0123456789abcdef0123456789abcdef-%2e%2e",
         "companies/acme/docs/0123456789abcdef0123456789abcdef-..",
         "companies/acme/docs/0123456789abcdef0123456789abcdef-.hidden",
+        "companies/acme/docs/0123456789abcdef0123456789abcdef--rf",
         "companies/../docs/0123456789abcdef0123456789abcdef-a.pdf",
         "companies/acme/docs/0123456789ABCDEF0123456789abcdef-a.pdf",
         "companies/acme/docs\\0123456789abcdef0123456789abcdef-a.pdf",
@@ -97,5 +125,6 @@ def test_new_keys_parse_back_and_are_unique() -> None:
     ],
 )
 def test_foreign_keys_are_refused(key: str) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput) as raised:
         parse_key(key)
+    assert raised.value.details == {"field": "key", "rule": "format"}

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import time
+
 import pytest
 
 from tenantry.errors import Forbidden
@@ -37,4 +42,32 @@ def test_expiry_is_exclusive() -> None:
     signature = signer.signature(KEY, 2_000)
     with pytest.raises(Forbidden) as raised:
         signer.verify(KEY, "2000", signature, now=2_000)
+    assert "expired" in raised.value.message
+
+
+def test_the_signature_is_unpadded_base64_of_a_key_derived_for_urls() -> None:
+    signature = UrlSigner("secret").signature(KEY, 2_000)
+    assert "=" not in signature and len(base64.urlsafe_b64decode(signature + "=")) == 32
+    # Not an HMAC keyed with the secret itself: that could be replayed as another token.
+    plain = hmac.new(b"secret", f"2000\n{KEY}".encode(), hashlib.sha256).digest()
+    assert signature != base64.urlsafe_b64encode(plain).rstrip(b"=").decode()
+    # And stable: a URL signed before an upgrade (or by another instance) still verifies.
+    assert signature == "rBAwVdCplOpiWqxcm2kgWvuVIaqJJ_D7BtFRtkd1G3w"
+
+
+def test_expiry_has_at_most_twelve_digits() -> None:
+    signer = UrlSigner("secret")
+    twelve, thirteen = 10**12 - 1, 10**12
+    signer.verify(KEY, str(twelve), signer.signature(KEY, twelve), now=0)
+    with pytest.raises(Forbidden) as raised:
+        signer.verify(KEY, str(thirteen), signer.signature(KEY, thirteen), now=0)
+    assert raised.value.details["field"] == "expires"
+
+
+def test_without_a_time_given_the_clock_decides() -> None:
+    signer = UrlSigner("secret")
+    later = int(time.time()) + 3_600
+    signer.verify(KEY, str(later), signer.signature(KEY, later))
+    with pytest.raises(Forbidden) as raised:
+        signer.verify(KEY, "1", signer.signature(KEY, 1))
     assert "expired" in raised.value.message

@@ -59,3 +59,23 @@ async def test_a_companys_job_concurrency_comes_from_its_plan(app: Any) -> None:
     hours = await services.tenants.meter.hours("acme")
     assert sum(h.usage.jobs_run for h in hours) == 4
     assert sum(h.usage.job_ms for h in hours) >= 4 * 150
+
+
+async def test_static_limits_per_company_and_queue_with_a_default() -> None:
+    from tenantry.tenants.limits import QueueLimits, StaticLimits
+
+    special, default = QueueLimits(weight=3, concurrency=1), QueueLimits(per_minute=5)
+    limits = StaticLimits(default=default, by_company={("acme", "email"): special})
+    assert await limits.queue_limits("acme", "email") == special
+    assert await limits.queue_limits("acme", "report") == default
+    assert await limits.queue_limits("globex", "email") == default
+    assert await StaticLimits().queue_limits("acme", "email") == QueueLimits()
+
+
+def test_queue_limits_refuse_negative_numbers_and_allow_zero() -> None:
+    from tenantry.tenants.limits import QueueLimits
+
+    assert QueueLimits(concurrency=0, per_minute=0).per_minute == 0  # nothing may start
+    for bad in ({"concurrency": -1}, {"per_minute": -1}, {"weight": 0}):
+        with pytest.raises(ValueError):
+            QueueLimits(**bad)  # type: ignore[arg-type]

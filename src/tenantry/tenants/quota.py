@@ -57,6 +57,7 @@ class StorageQuota:
                 )
             )  # fmt: skip
         reservation.held = wanted
+        reservation.grown_at = utcnow()
         return reservation
 
     async def removed(self, company_id: str, size: int) -> None:
@@ -78,8 +79,11 @@ class StorageQuota:
     async def _grow(self, reservation: Reservation, total: int) -> int:
         limits = reservation.limits
         async with self._db.session() as session:
-            used_bytes, _, held_bytes, _ = await _usage(session, reservation.company_id)
-            others = held_bytes - reservation.held
+            # What the other uploads hold, read without this one's row (not this one's
+            # row subtracted: if it has expired, it is no longer in the sum).
+            used_bytes, _, others, _ = await _usage(
+                session, reservation.company_id, besides=reservation.id
+            )
             want = max(total, min(2 * reservation.held, total + 64 * STEP), STEP)
             allowed = _check_bytes(limits, used_bytes + others, total, want)
             await session.execute(
@@ -115,11 +119,15 @@ class Reservation:
         self.limits = limits
         self.id = id
         self.held = 0
+        self.grown_at = utcnow()
 
     async def need(self, total: int) -> None:
-        """The upload has reached `total` bytes: hold them (and some ahead), or refuse."""
-        if total > self.held:
+        """The upload has reached `total` bytes: hold them (and some ahead), or refuse.
+        A slow upload renews its reservation before it expires (or re-takes it, checked
+        again, if it did)."""
+        if total > self.held or utcnow() - self.grown_at >= TTL / 2:
             self.held = await self.quota._grow(self, total)
+            self.grown_at = utcnow()
 
     async def commit(self, size: int) -> None:
         await self.quota._commit(self, size)
@@ -128,20 +136,24 @@ class Reservation:
         await self.quota._release(self)
 
 
-async def _usage(session: AsyncSession, company_id: str) -> tuple[int, int, int, int]:
-    """Stored bytes and files, and what live reservations hold, with the row locked."""
+async def _usage(
+    session: AsyncSession, company_id: str, besides: str | None = None
+) -> tuple[int, int, int, int]:
+    """Stored bytes and files, and what live reservations (but `besides`) hold, with the
+    row locked."""
     await ensure_company(session, company_id)
     row = await session.scalar(
         select(CompanyRow).where(CompanyRow.id == company_id).with_for_update()
     )
     assert row is not None
-    held = (
-        await session.execute(
-            select(func.coalesce(func.sum(ReservationRow.bytes), 0), func.count())
-            .where(ReservationRow.company_id == company_id)
-            .where(ReservationRow.expires_at > utcnow())
-        )
-    ).one()
+    live = (
+        select(func.coalesce(func.sum(ReservationRow.bytes), 0), func.count())
+        .where(ReservationRow.company_id == company_id)
+        .where(ReservationRow.expires_at > utcnow())
+    )
+    if besides is not None:
+        live = live.where(ReservationRow.id != besides)
+    held = (await session.execute(live)).one()
     return row.storage_bytes, row.storage_files, int(held[0]), int(held[1])
 
 
