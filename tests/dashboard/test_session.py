@@ -206,3 +206,71 @@ async def test_a_cookie_older_than_its_age_is_refused_even_while_its_row_lives(
     # The cookie's own signed time is checked: 13 hours on, it has expired.
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _: signed_at + 13 * 3600)
     assert (await client.get("/admin")).status_code == 303
+
+
+# --- behind an embedding application's admin check (`Tenantry.mount(app, admin=...)`) ---
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_behind_the_applications_admin_check_its_answer_decides(
+    settings_factory: Any,
+) -> None:
+    from fastapi import FastAPI, Request
+
+    from tenantry import Tenantry
+
+    approves = {"answer": True}
+
+    def is_admin(request: Request) -> bool:
+        return approves["answer"]
+
+    tenantry = Tenantry(settings_factory())
+    app = FastAPI()
+    tenantry.mount(app, prefix="/ops", admin=is_admin)
+    async with tenantry.run():
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url=BASE) as http:
+            # Approved: the login page asks for no key; it signs in and goes on.
+            signed_in = await http.get("/ops/admin/login", params={"next": "/admin/flags"})
+            assert signed_in.status_code == 303
+            assert signed_in.headers["location"] == "/ops/admin/flags"  # under the mount
+            assert COOKIE_NAME in signed_in.cookies
+            assert (await http.get("/ops/admin/flags")).status_code == 200
+            # A POSTed key is not asked for either: the application's check decides.
+            posted = await http.post("/ops/admin/login", data={"key": "not-the-key"})
+            assert posted.status_code == 303
+            # Refused: no page, even with the session still alive; no login either.
+            approves["answer"] = False
+            for path in ("/ops/admin", "/ops/admin/flags", "/ops/admin/login"):
+                refused = await http.get(path)
+                assert refused.status_code == 403, path
+                assert "<title>FORBIDDEN" in refused.text  # the dashboard's own error page
+            keyed = await http.post("/ops/admin/login", data={"key": ADMIN_TOKEN})
+            assert keyed.status_code == 403
+            # Approved again: the living session is a pass once more.
+            approves["answer"] = True
+            assert (await http.get("/ops/admin/flags")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("state", "answer"),
+    [
+        (None, None),  # no state at all: `tenantry serve`, no lifespan state
+        ({}, None),
+        ({"tenantry.app_admin": True}, True),
+        ({"tenantry.app_admin": False}, False),
+        ({"tenantry.app_admin": "yes"}, None),  # only a bool is an answer
+        ({"tenantry.app_admin": 1}, None),
+    ],
+)
+def test_the_admin_answer_is_read_only_from_the_middlewares_bool(
+    state: dict[str, Any] | None, answer: bool | None
+) -> None:
+    from starlette.requests import Request
+
+    from tenantry.dashboard.auth import app_admin
+
+    scope: dict[str, Any] = {"type": "http", "headers": []}
+    if state is not None:
+        scope["state"] = state
+    assert app_admin(Request(scope)) is answer

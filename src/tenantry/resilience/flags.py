@@ -302,12 +302,13 @@ class CompiledFlag:
     def of(cls, flag: Flag, segments: Mapping[int, Segment] | None = None) -> CompiledFlag:
         if flag.simple:
             return cls(flag, gates_of(flag))
+        # A strategy flag is decided by its strategies: it has no gates to walk.
         segments = segments or {}
         try:
             tests = tuple(compile_strategy(s, flag.key, segments) for s in flag.strategies)
         except BrokenRule:
-            return cls(flag, gates_of(flag), broken=True)
-        return cls(flag, gates_of(flag), tests, _variant_rules(flag, tests))
+            return cls(flag, (), broken=True)
+        return cls(flag, (), tests, _variant_rules(flag, tests))
 
     @property
     def check(self) -> Check:

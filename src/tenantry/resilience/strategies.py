@@ -32,6 +32,7 @@ import random
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import mmh3
@@ -253,17 +254,14 @@ def _tenantry_rollout(strategy: Strategy, flag: str) -> Test:
     return _sticky_rollout(rollout, stickiness, flag if group_id is None else _group_id(group_id))
 
 
-def _gradual(field_name: str) -> Callable[[Strategy, str], Test]:
-    def build(strategy: Strategy, _flag: str) -> Test:
-        group_id = strategy.group_id
-        if group_id is None:  # checked first: Yggdrasil then never reads the percentage
-            return _never
-        percentage = _percentage(strategy.parameters.get("percentage"))
-        if percentage is None:
-            return _never
-        return _sticky_rollout(percentage, field_name, _group_id(group_id))
-
-    return build
+def _gradual(field_name: str, strategy: Strategy, _flag: str) -> Test:
+    group_id = strategy.group_id
+    if group_id is None:  # checked first: Yggdrasil then never reads the percentage
+        return _never
+    percentage = _percentage(strategy.parameters.get("percentage"))
+    if percentage is None:
+        return _never
+    return _sticky_rollout(percentage, field_name, _group_id(group_id))
 
 
 def _random(strategy: Strategy, _flag: str) -> Test:
@@ -298,8 +296,10 @@ _RULES: dict[str, Callable[[Strategy, str], Test]] = {
     "default": lambda _strategy, _flag: _always,
     "userWithId": _user_with_id,
     "flexibleRollout": _flexible,
-    "gradualRolloutUserId": _gradual("userId"),
-    "gradualRolloutSessionId": _gradual("sessionId"),
+    # partial, not a closure made here: the rule is then built when a flag compiles
+    # (where `make mutate` can reach it), not when this module is imported.
+    "gradualRolloutUserId": partial(_gradual, "userId"),
+    "gradualRolloutSessionId": partial(_gradual, "sessionId"),
     "gradualRolloutRandom": _random,
     "remoteAddress": _remote_address,
     "applicationHostname": _application_hostname,
