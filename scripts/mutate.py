@@ -120,8 +120,9 @@ MODULES = (
         ),
         # The evaluation tests that need no app: constraints, bucketing, the snapshot's
         # evaluation, the Unleash specification run on the engine itself, the
-        # differential test against Unleash's engine (fixed examples). Not the flag service (an app per test: minutes per
-        # mutant) nor the specification through HTTP (the same cases).
+        # differential test against Unleash's engine (fixed examples). Not the flag
+        # service (an app per test: minutes per mutant) nor the specification through
+        # HTTP (the same cases).
         (
             "tests/resilience/test_constraints.py",
             "tests/resilience/test_bucketing.py",
