@@ -1,3 +1,3 @@
-from tenantry.cli import app
+from tenantry.cli import main
 
-app(prog_name="tenantry")
+main()

@@ -4,7 +4,9 @@ flags import/export | migrate-storage."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -35,6 +37,33 @@ app.add_typer(flags_app, name="flags")
 console = Console()
 errors = Console(stderr=True)
 T = TypeVar("T")
+
+
+def main() -> None:
+    """The `tenantry` command: `app`, ending the process itself once obstore has run."""
+    try:
+        app(prog_name="tenantry")
+    except SystemExit as done:
+        if "obstore" not in sys.modules:
+            raise
+        exit_before_finalizing(done.code)
+
+
+def exit_before_finalizing(code: str | int | None) -> None:
+    """Exit with `code` after the atexit handlers, without finalizing the interpreter.
+
+    obstore's Tokio threads may still be resolving a future Python dropped when the
+    interpreter finalizes; one then panics on the dead interpreter and Rust aborts the
+    process (SIGABRT, after the command has done its work and printed its result: the
+    known pyo3-async-runtimes race, obstore 0.12.1). Skipping finalization is the only
+    exit the race cannot reach; atexit still flushes logs and exports pending spans.
+    """
+    if isinstance(code, str):
+        errors.print(code, highlight=False)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1 if code else 0)
 
 
 def settings_or_exit() -> Settings:
