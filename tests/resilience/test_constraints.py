@@ -9,15 +9,20 @@ compares the two on random documents; these are the cases worth naming.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tenantry.resilience.constraints import (
     Constraint,
+    compile_constraint,
     constraint_problem,
     parse_date,
     parse_network,
+    parse_version,
     read_quoted,
 )
 from tenantry.resilience.context import EvaluationContext
@@ -164,7 +169,7 @@ def test_rust_float_syntax_in_the_context(number: str) -> None:
     assert matches(rule("n", "NUM_LTE", value="5"), props(n=number)) is expected
 
 
-@pytest.mark.parametrize("value", ["abc", ".5", "", "inf", "5\n", "1_000"])
+@pytest.mark.parametrize("value", ["abc", ".5", "", "inf", "5\n", "1_000", "X5", "5X"])
 def test_a_rule_value_that_is_no_number_date_or_version_breaks_the_flag(value: str) -> None:
     assert breaks(rule("n", "NUM_GT", value=value), props(n="7"))
 
@@ -243,6 +248,25 @@ def test_a_missing_current_time_is_now_for_every_operator() -> None:
     assert not matches(rule("currentTime", "DATE_AFTER", value=NOON), {"currentTime": NOON})
 
 
+@pytest.fixture
+def machine_in_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+9 (a POSIX TZ: no tz database needed)."""
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("machine_in_tokyo")
+def test_a_missing_current_time_is_now_in_utc_whatever_the_machines_time_zone() -> None:
+    # Nine hours either way would put "now" outside the two-hour window.
+    now = datetime.now(UTC)
+    soon, lately = ((now + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ") for h in (1, -1))
+    assert matches(rule("currentTime", "DATE_BEFORE", value=soon), {})
+    assert matches(rule("currentTime", "DATE_AFTER", value=lately), {})
+
+
 # --- versions --------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("lower", "higher"),
@@ -275,14 +299,28 @@ def test_a_v_prefixed_rule_version_is_false_even_inverted_and_breaks_nothing(
     assert not breaks(rule("v", operator, value="v1.2.3"))
 
 
-@pytest.mark.parametrize("version", ["v1.2.3", "01.2.3", "1.2.3-beta.01", "1.2", "\u0661.2.3"])
+U64 = 2**64  # Rust's semver reads each part as a u64
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["v1.2.3", "01.2.3", "1.2.3-beta.01", "1.2", "\u0661.2.3", f"1.{U64}.0", f"1.2.{U64}"],
+)
 def test_a_context_version_that_is_not_semver_is_false(version: str) -> None:
     assert not matches(rule("v", "SEMVER_LTE", value="9.9.9"), props(v=version))
 
 
-@pytest.mark.parametrize("value", ["01.2.3", "1.2.3-", "1.2.3.4", "18446744073709551616.0.0"])
+@pytest.mark.parametrize(
+    "value", ["01.2.3", "1.2.3-", "1.2.3.4", f"{U64}.0.0", f"1.{U64}.0", f"1.2.{U64}"]
+)
 def test_a_rule_version_that_does_not_parse_breaks_the_flag(value: str) -> None:
     assert breaks(rule("v", "SEMVER_EQ", value=value), props(v="1.2.3"))
+
+
+def test_each_part_of_a_version_is_a_u64() -> None:
+    assert parse_version(f"{U64 - 1}.{U64 - 1}.{U64 - 1}") is not None
+    for version in (f"{U64}.0.0", f"0.{U64}.0", f"0.0.{U64}"):
+        assert parse_version(version) is None, version
 
 
 # --- REGEX -----------------------------------------------------------------------------
@@ -298,6 +336,9 @@ def test_an_invalid_pattern_is_false_and_inverted_true_without_breaking_the_flag
         assert not matches(rule("plan", "REGEX", value=pattern), props(plan="a"))
         assert matches(rule("plan", "REGEX", value=pattern, inverted=True), props(plan="a"))
         assert not breaks(rule("plan", "REGEX", value=pattern))
+    # A compiled constraint is a test of a context: a bool, false here, whatever it holds.
+    invalid = compile_constraint(Constraint("plan", "REGEX", value="["))
+    assert invalid(EvaluationContext(properties={"plan": "a"})) is False
 
 
 def test_a_pattern_ending_in_a_backslash_breaks_the_flag() -> None:
@@ -328,6 +369,8 @@ def test_regex_reads_value_not_values() -> None:
         ("0.0.0.0/0", "::1", False),
         ("fe80::/10", "fe80::1%eth0", False),  # no zone ids
         ("10.0.0.0/33", "10.1.2.3", False),
+        ("10.0.0.0/abc", "10.0.0.1", False),  # neither a prefix nor a netmask
+        ("::/255.0.0.0", "::1", False),  # a netmask is for IPv4 networks only
         ("10.0.0.0/8", "010.1.2.3", False),
     ],
 )
@@ -367,6 +410,74 @@ def test_the_strict_check_refuses_what_unleash_would_not_decide_as_written() -> 
     assert constraint_problem(Constraint("n", "SEMVER_GT", value="1.2.3-rc.1")) is None
 
 
+SORTED_OPERATORS = (
+    "DATE_AFTER, DATE_BEFORE, IN, IN_CIDR, NOT_IN, NUM_EQ, NUM_GT, NUM_GTE, NUM_LT, NUM_LTE, "
+    "REGEX, SEMVER_EQ, SEMVER_GT, SEMVER_GTE, SEMVER_LT, SEMVER_LTE, STR_CONTAINS, "
+    "STR_ENDS_WITH, STR_STARTS_WITH"
+)
+
+
+@pytest.mark.parametrize(
+    ("constraint", "problem"),
+    [
+        # The operator, with every operator there is in the message.
+        (
+            Constraint("n", "NUM_NEQ", value="5"),
+            f"operator: 'NUM_NEQ' is not one of {SORTED_OPERATORS}",
+        ),
+        # Single-value operators need `value`; list operators `values`.
+        (Constraint("n", "NUM_GT"), "value: NUM_GT compares with one value"),
+        (Constraint("n", "DATE_AFTER"), "value: DATE_AFTER compares with one value"),
+        (Constraint("n", "SEMVER_EQ"), "value: SEMVER_EQ compares with one value"),
+        (Constraint("n", "REGEX"), "value: REGEX compares with one value"),
+        (Constraint("n", "REGEX", values=("a.*",)), "value: REGEX compares with one value"),
+        (Constraint("n", "IN"), "values: IN takes a list of values"),
+        (Constraint("n", "NOT_IN"), "values: NOT_IN takes a list of values"),
+        (Constraint("n", "STR_CONTAINS"), "values: STR_CONTAINS takes a list of values"),
+        (Constraint("n", "IN_CIDR"), "values: IN_CIDR takes a list of values"),
+        (Constraint("n", "IN", values=("a",)), None),
+        (Constraint("n", "STR_CONTAINS", values=("a",)), None),
+        # What does not compile, with the compiler's reason.
+        (
+            Constraint("n", "NUM_GT", value="X5"),
+            "value: NUM_GT: 'X5' is not a date, version or number",
+        ),
+        (
+            Constraint("n", "NUM_GT", value="5\n"),
+            "value: NUM_GT: '5\\n' is not a date, version or number",
+        ),
+        # A SemVer version written with a leading 'v' (which Unleash decides as false).
+        (
+            Constraint("n", "SEMVER_EQ", value="v1.2.3"),
+            "value: a SemVer version has no leading 'v'",
+        ),
+        (Constraint("n", "SEMVER_EQ", value="v"), "value: a SemVer version has no leading 'v'"),
+        (Constraint("n", "REGEX", value="v[0-9]+"), None),  # a 'v' is only a SemVer's problem
+        # A value that compiles, but as another family than the operator's.
+        (Constraint("n", "NUM_GT", value="1.2.3"), "value: '1.2.3' is not a num value"),
+        (Constraint("n", "DATE_AFTER", value="5"), "value: '5' is not a date value"),
+        (Constraint("n", "SEMVER_EQ", value="5"), "value: '5' is not a semver value"),
+        (Constraint("n", "NUM_GT", value=" 5\t"), None),  # spaces and tabs around are skipped
+        (Constraint("n", "DATE_AFTER", value="2024-06-01T12:00:00Z"), None),
+        (Constraint("n", "SEMVER_GT", value=" 1.2.3-beta.X "), None),
+        # REGEX: an invalid RE2 pattern (which Unleash decides as false).
+        (Constraint("n", "REGEX", value="("), "value: '(' is not a valid RE2 pattern"),
+        (Constraint("n", "REGEX", value="^pro-(annual|monthly)$"), None),
+        (Constraint("n", "STR_CONTAINS", values=("(",), value="("), None),  # `value` not read
+        # IN_CIDR: an entry that is no network (which Unleash skips).
+        (
+            Constraint("n", "IN_CIDR", values=("10.0.0.0/8", "junk")),
+            "values: 'junk' is not an IP network",
+        ),
+        (Constraint("n", "IN_CIDR", values=("10.0.0.0/8", "::1", "192.168.0.0/255.255.0.0")), None),
+        (Constraint("n", "IN", values=("junk",)), None),  # networks only for IN_CIDR
+    ],
+)
+def test_the_strict_check_says_what_is_wrong(constraint: Constraint, problem: str | None) -> None:
+    """Its message is the one a definition made through Tenantry's API is refused with."""
+    assert constraint_problem(constraint) == problem
+
+
 def test_read_quoted() -> None:
     assert read_quoted('a\\"b') == 'a"b'
     assert read_quoted('a"b') is None
@@ -382,6 +493,25 @@ def rollout(percentage: str, **parameters: str) -> dict[str, Any]:
 def test_a_rollout_over_100_breaks_the_flag() -> None:
     assert not evaluate([feature(rollout("101"), default())], {"userId": "u1"})[0]
     assert evaluate([feature(rollout("100"), default())], {"userId": "u1"})[0]
+
+
+def test_a_rollout_is_read_as_a_rust_usize_which_may_have_a_plus() -> None:
+    assert evaluate([feature(rollout("+5"))], {"userId": "u25"})[0]  # u25 is in the first 5 %
+    assert not evaluate([feature(rollout("+5"))], {"userId": "u1"})[0]
+
+
+def test_a_rollout_past_a_usize_is_no_rollout_and_one_below_breaks_the_flag() -> None:
+    # 2**64 does not parse (the strategy is off, the plain one on); 2**64 - 1 is over 100.
+    assert evaluate([feature(rollout(str(2**64)), default())], {"userId": "u1"})[0]
+    assert not evaluate([feature(rollout(str(2**64 - 1)), default())], {"userId": "u1"})[0]
+
+
+def test_user_ids_are_trimmed_of_rusts_whitespace_only() -> None:
+    # \x1f (unit separator) is whitespace to Python's str.strip, not to Rust's str::trim.
+    listed = {"name": "userWithId", "parameters": {"userIds": " a ,\x1fb\x1f"}}
+    assert evaluate([feature(listed)], {"userId": "a"})[0]
+    assert evaluate([feature(listed)], {"userId": "\x1fb\x1f"})[0]
+    assert not evaluate([feature(listed)], {"userId": "b"})[0]
 
 
 def test_an_empty_group_id_is_a_group_id() -> None:
@@ -438,7 +568,10 @@ def test_a_missing_segment_turns_the_whole_flag_off() -> None:
 
 def test_segment_constraints_are_anded_with_each_other_and_the_strategys() -> None:
     strategy = default(rule("userId", "IN", ["u1"]), segments=[1, 2])
-    everything = {"userId": "u1", "properties": {"region": "eu", "plan": "pro", "seats": "5"}}
+    everything: dict[str, Any] = {
+        "userId": "u1",
+        "properties": {"region": "eu", "plan": "pro", "seats": "5"},
+    }
     assert evaluate([feature(strategy)], everything, [EU, PRO])[0]
     for missing in ("region", "plan", "seats"):
         less = {**everything, "properties": dict(everything["properties"])}
