@@ -118,8 +118,8 @@ MODULES = (
             "resilience/constraints.py",
             "resilience/variants.py",
         ),
-        # The evaluation tests that need no app: constraints, bucketing, the snapshot's
-        # evaluation, the Unleash specification run on the engine itself, the
+        # The evaluation tests that need no app: constraints, bucketing, strategies, the
+        # snapshot's evaluation, the Unleash specification run on the engine itself, the
         # differential test against Unleash's engine (fixed examples). Not the flag
         # service (an app per test: minutes per mutant) nor the specification through
         # HTTP (the same cases).
@@ -127,6 +127,7 @@ MODULES = (
             "tests/resilience/test_constraints.py",
             "tests/resilience/test_bucketing.py",
             "tests/resilience/test_evaluation.py",
+            "tests/resilience/test_strategies.py",
             "tests/resilience/test_unleash_differential.py",
             "tests/resilience/test_unleash_spec.py::test_every_case_of_every_specification_file_in_the_engine",
         ),

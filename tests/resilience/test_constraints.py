@@ -19,6 +19,7 @@ import pytest
 from tenantry.resilience.constraints import (
     Constraint,
     compile_constraint,
+    compile_regex,
     constraint_problem,
     parse_date,
     parse_network,
@@ -339,6 +340,16 @@ def test_an_invalid_pattern_is_false_and_inverted_true_without_breaking_the_flag
     # A compiled constraint is a test of a context: a bool, false here, whatever it holds.
     invalid = compile_constraint(Constraint("plan", "REGEX", value="["))
     assert invalid(EvaluationContext(properties={"plan": "a"})) is False
+
+
+def test_an_invalid_pattern_is_refused_without_writing_to_stderr(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # RE2 logs a parse error to the process's stderr unless told not to: a tenant's
+    # pattern would write there on every compile.
+    assert compile_regex("(", case_insensitive=False) is None
+    assert compile_regex("(", case_insensitive=True) is None
+    assert capfd.readouterr().err == ""
 
 
 def test_a_pattern_ending_in_a_backslash_breaks_the_flag() -> None:

@@ -173,3 +173,26 @@ def test_a_strategys_variants_ignore_overrides_as_unleashs_engine_does() -> None
     feature = FlagSnapshot.of([Flag("f", enabled=True, variants=(Variant("a", 1000), pinned_b))])
     pinned = feature.evaluate("f", context=EvaluationContext(user_id="u1")).variant
     assert pinned is not None and pinned.name == "b"
+
+
+def test_a_strategys_variants_stick_to_the_strategys_own_stickiness() -> None:
+    """Unleash's engine chooses a strategy's variants by the strategy's `stickiness`,
+    whatever stickiness the variants themselves name."""
+    variants = (Variant("a", 500, stickiness="userId"), Variant("b", 500, stickiness="userId"))
+    strategy = Strategy(
+        "flexibleRollout", {"rollout": "100", "stickiness": "sessionId"}, variants=variants
+    )
+    snapshot = FlagSnapshot.of([Flag("f", enabled=True, strategies=(strategy,))])
+    by_session = (
+        Variant("a", 500, stickiness="sessionId"),
+        Variant("b", 500, stickiness="sessionId"),
+    )
+    chosen = []
+    for session in (f"s{n}" for n in range(40)):
+        context = EvaluationContext(user_id="u1", session_id=session)
+        variant = snapshot.evaluate("f", context=context).variant
+        assert variant is not None
+        expected = choose_variant(by_session, "f", context)
+        assert expected is not None and variant.name == expected.name
+        chosen.append(variant.name)
+    assert set(chosen) == {"a", "b"}  # one user, many sessions: the session decides

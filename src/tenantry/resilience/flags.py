@@ -293,7 +293,7 @@ def _variant_rules(flag: Flag, tests: tuple[Test, ...]) -> tuple[VariantRule, ..
 @dataclass(frozen=True, slots=True)
 class CompiledFlag:
     flag: Flag
-    gates: tuple[Gate, ...]
+    gates: tuple[Gate, ...] = ()  # a simple flag's; a strategy flag has none to walk
     tests: tuple[Test, ...] = ()
     variant_rules: tuple[VariantRule, ...] = ()
     broken: bool = False
@@ -302,13 +302,12 @@ class CompiledFlag:
     def of(cls, flag: Flag, segments: Mapping[int, Segment] | None = None) -> CompiledFlag:
         if flag.simple:
             return cls(flag, gates_of(flag))
-        # A strategy flag is decided by its strategies: it has no gates to walk.
         segments = segments or {}
         try:
             tests = tuple(compile_strategy(s, flag.key, segments) for s in flag.strategies)
         except BrokenRule:
-            return cls(flag, (), broken=True)
-        return cls(flag, (), tests, _variant_rules(flag, tests))
+            return cls(flag, broken=True)
+        return cls(flag, tests=tests, variant_rules=_variant_rules(flag, tests))
 
     @property
     def check(self) -> Check:
