@@ -1,4 +1,4 @@
-"""The CLI: keys create/list/revoke and db upgrade against a real database."""
+"""The CLI: keys create/list/revoke and db upgrade against a real database; its exit."""
 
 from __future__ import annotations
 
