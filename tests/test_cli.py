@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tenantry import cli
+
 
 def run(args: list[str], cwd: Path, database_url: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTRY_")}
@@ -156,3 +158,19 @@ def test_the_cli_exit_after_obstore_keeps_the_code_and_runs_atexit(tmp_path: Pat
     assert done.returncode == 2  # click's usage error
     assert "No such command" in done.stderr
     assert done.stdout == "atexit ran\n"
+
+
+def test_the_cli_leaves_through_that_exit_once_obstore_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import obstore  # noqa: F401  (what a command on S3 or R2 loads)
+
+    codes: list[str | int | None] = []
+    monkeypatch.setattr(cli, "exit_before_finalizing", codes.append)
+    monkeypatch.setattr(sys, "argv", ["tenantry", "--help"])
+    cli.main()
+    assert codes == [0]
+    monkeypatch.delitem(sys.modules, "obstore")  # a command that never loaded it
+    with pytest.raises(SystemExit) as normal:
+        cli.main()
+    assert normal.value.code == 0 and codes == [0]
