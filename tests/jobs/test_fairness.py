@@ -16,6 +16,7 @@ import pytest
 
 from tenantry.jobs import BullMQBackend, HandlerRegistry, JobContext, JobService
 from tenantry.jobs.backends import bullmq as bullmq_backend
+from tenantry.jobs.fairness import FairSettings
 from tenantry.jobs.queues import QUEUE_NAMES
 from tenantry.tenants.limits import QueueLimits, StaticLimits
 from tenantry.testing.jobs import JobHarness
@@ -53,6 +54,31 @@ async def test_a_minnow_is_not_starved_by_a_whale(jobs: JobHarness) -> None:
     last_minnow = len(order) - 1 - order[::-1].index("minnow")
     whale_before = order[:last_minnow].count("whale")
     assert whale_before < 10 + 3, order[: last_minnow + 1]
+
+
+async def test_a_job_dispatched_while_it_is_looked_up_is_still_found(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lookup reads a job's state, then whether it is staged: a dispatch between the
+    # two (real, on Redis) moves it from staging into the queue, where a live job is.
+    backend = BullMQBackend(redis_url, "test", QUEUE_NAMES)
+    service = JobService(job_settings(tmp_path), backend, HandlerRegistry())
+    try:
+        ids = [await service.add("email", "m", {}, "whale") for _ in range(25)]
+        staged = ids[-1]  # past the queue's depth of 20 (no worker): waiting for its turn
+        assert await backend._is_staged("email", staged)
+        looked_up = backend._is_staged
+
+        async def dispatched_in_between(queue: str, job_id: str) -> bool:
+            monkeypatch.setattr(backend, "fair", FairSettings(wait_depth={"email": 100}))
+            assert await backend.dispatch(queue) == 5
+            return await looked_up(queue, job_id)
+
+        monkeypatch.setattr(backend, "_is_staged", dispatched_in_between)
+        status = await service.get_job_status("email", staged, company_id="whale")
+        assert (status.job.id, status.job.state) == (staged, "waiting")
+    finally:
+        await service.close()
 
 
 @pytest.mark.parametrize("chunk", [7])

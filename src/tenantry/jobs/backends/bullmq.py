@@ -158,6 +158,19 @@ def _worker_connection(redis_url: str) -> str | AnyRedis:
     )
 
 
+async def _close_after_late_jobs(workers: list[Any]) -> None:
+    """bullmq closes a worker's connections while a job it cancelled, or fetched as it
+    closed, may still be recording its end, which reopens a connection nothing closes
+    again (leaked until garbage collection): let those jobs finish (bounded), then close
+    once more (closing twice is harmless)."""
+    late = [task for worker in workers for task in worker.processing if not task.done()]
+    if late:
+        await asyncio.wait(late, timeout=_FORCE_CLOSE_SECONDS)
+    for worker in workers:
+        with contextlib.suppress(Exception):
+            await worker.backend.close(force=True)
+
+
 def _figures(now: int, answer: list[Any]) -> QueueFigures:
     waiting, since, completed, failed = (int(value) for value in answer)
     return QueueFigures(
@@ -308,9 +321,14 @@ class BullMQBackend(JobBackend):
         # unless it is staged (waiting for its company's turn).
         state = await self._state(queue, job_id)
         if state == "unknown":
-            if not await self._is_staged(queue, job_id):
-                return None
-            state = "waiting"
+            if await self._is_staged(queue, job_id):
+                state = "waiting"
+            else:
+                # A dispatch may have moved it from staging into the queue between the
+                # two reads: a job only ever moves that way, so a second look finds it.
+                state = await self._state(queue, job_id)
+                if state == "unknown":
+                    return None
         job = await self._queue(queue).getJob(job_id)
         if job is None:
             return None
@@ -601,6 +619,7 @@ class BullMQBackend(JobBackend):
         for task in stuck:
             task.cancel()
         await asyncio.gather(*closing, *runs, return_exceptions=True)
+        await _close_after_late_jobs(workers)
 
     async def ping(self) -> dict[str, Any]:
         first = next(iter(self._queues.values()))
