@@ -43,7 +43,6 @@ class TooManyRequests(TenantryError):
 
 class RequestRate:
     def __init__(self, redis: AnyRedis | None = None, prefix: str = "tenantry:rate") -> None:
-        self._redis = redis
         self._prefix = prefix
         self._script: Any = script(redis, _HIT) if redis is not None else None
         self._local: dict[tuple[str, int], int] = {}
