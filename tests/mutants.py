@@ -116,4 +116,17 @@ MUTANTS = (
         ),
         ("tests/jobs/test_routes.py", "-k", "retry_failed and in-process"),
     ),
+    Mutant(
+        "a job dispatched while it is looked up is reported missing",
+        "jobs/backends/bullmq.py",
+        (
+            (
+                """                state = await self._state(queue, job_id)
+                if state == "unknown":
+                    return None""",
+                "                return None",
+            ),
+        ),
+        ("tests/jobs/test_fairness.py", "-k", "dispatched_while"),
+    ),
 )
